@@ -1,0 +1,226 @@
+"""The fingerprint artifact: ``fingerprints/<name>/``.
+
+Files:
+- ``fingerprint.safetensors``: one float32 tensor ``fingerprint`` of shape ``[3, S, S]``;
+- ``metadata.json``: schema below (``SCHEMA_VERSION``);
+- ``fingerprint.png`` / ``spectrum.png``: for people, never read back.
+
+Only safetensors and JSON are ever parsed, so a hostile artifact cannot run code.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load, save
+
+from dif import __version__
+from dif.calibration import Calibration
+from dif.errors import ArtifactError
+from dif.render import fingerprint_image, save_png, spectrum_image
+
+SCHEMA_VERSION = 1
+WEIGHTS_FILE = "fingerprint.safetensors"
+METADATA_FILE = "metadata.json"
+TENSOR_KEY = "fingerprint"
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+REQUIRED_KEYS = ("schema_version", "name", "crop_size", "extractor", "calibration", "detection")
+MAX_METADATA_BYTES = 1_000_000
+FEATURES = ("z", "peak_z", "correlation")
+
+
+@dataclass(frozen=True)
+class Detection:
+    """How residuals are matched against this fingerprint."""
+
+    feature: str = "z"  # one of FEATURES (see dif.scoring)
+    max_shift: int = 0  # shift window of the peak_z feature
+    max_crops: int = 4
+    align: int = 16
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"feature": self.feature, "max_shift": self.max_shift,
+                "max_crops": self.max_crops, "align": self.align}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Detection:
+        feature = str(data.get("feature", "z"))
+        if feature not in FEATURES:
+            raise ArtifactError(f"detection.feature must be one of {', '.join(FEATURES)}, not {feature!r}")
+        return cls(feature=feature, max_shift=int(data.get("max_shift", 0)),
+                   max_crops=int(data.get("max_crops", 4)), align=int(data.get("align", 16)))
+
+
+@dataclass
+class Fingerprint:
+    name: str
+    tensor: torch.Tensor  # [3, S, S] float32
+    calibration: Calibration
+    extractor: dict[str, Any]
+    detection: Detection = field(default_factory=Detection)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def crop_size(self) -> int:
+        return int(self.tensor.shape[-1])
+
+    @property
+    def extractor_key(self) -> str:
+        return f"{self.extractor['id']}@{self.extractor['version']}"
+
+    def full_metadata(self) -> dict[str, Any]:
+        meta = dict(self.metadata)
+        meta.setdefault("created_at", dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+        meta.setdefault("code_version", __version__)
+        meta.update(
+            schema_version=SCHEMA_VERSION, name=self.name, crop_size=self.crop_size,
+            extractor=self.extractor, calibration=self.calibration.to_dict(),
+            detection=self.detection.to_dict(),
+            fingerprint_sha256=tensor_digest(self.tensor),
+        )
+        return meta
+
+
+def tensor_digest(tensor: torch.Tensor) -> str:
+    return hashlib.sha256(tensor.detach().cpu().float().contiguous().numpy().tobytes()).hexdigest()
+
+
+def save_fingerprint(fp: Fingerprint, out_dir: Path | str) -> Path:
+    """Write the artifact folder (safetensors, metadata, PNGs) and return it."""
+    out = Path(out_dir)
+    validate_name(fp.name)
+    validate_tensor(fp.tensor, expected_size=fp.crop_size, source=str(out))
+    out.mkdir(parents=True, exist_ok=True)
+    tensor = fp.tensor.detach().cpu().float().contiguous()
+    (out / WEIGHTS_FILE).write_bytes(save({TENSOR_KEY: tensor}))
+    (out / METADATA_FILE).write_text(json.dumps(fp.full_metadata(), indent=2, sort_keys=True) + "\n")
+    save_png(fingerprint_image(tensor), out / "fingerprint.png")
+    save_png(spectrum_image(tensor), out / "spectrum.png")
+    return out
+
+
+def load_fingerprint(path: Path | str) -> Fingerprint:
+    """Load and validate one artifact folder."""
+    folder = Path(path)
+    weights, meta_file = folder / WEIGHTS_FILE, folder / METADATA_FILE
+    if not folder.is_dir():
+        raise ArtifactError(f"{folder} is not a folder; point at a fingerprint folder holding {WEIGHTS_FILE}")
+    for required in (weights, meta_file):
+        if not required.is_file():
+            raise ArtifactError(
+                f"{folder} has no {required.name}; train one with `dif train` or convert a reference "
+                "checkpoint with `dif import-reference`"
+            )
+    return parse_fingerprint(weights.read_bytes(), meta_file.read_bytes(), source=str(folder))
+
+
+def parse_fingerprint(weights: bytes, metadata: bytes, source: str = "upload") -> Fingerprint:
+    """Validate raw artifact bytes (used by the loader and by uploads)."""
+    meta = parse_metadata(metadata, source)
+    try:
+        tensors = load(weights)
+    except (SafetensorError, ValueError, RuntimeError, OSError) as exc:
+        raise ArtifactError(
+            f"{source}: {WEIGHTS_FILE} is not a valid safetensors file ({exc}); "
+            "pickled .pt files are never loaded, convert them with `dif import-reference`"
+        ) from exc
+    if set(tensors) != {TENSOR_KEY}:
+        raise ArtifactError(f"{source}: {WEIGHTS_FILE} must hold exactly one tensor named {TENSOR_KEY!r}, "
+                            f"found {sorted(tensors)}")
+    tensor = tensors[TENSOR_KEY]
+    validate_tensor(tensor, expected_size=int(meta["crop_size"]), source=source)
+    return Fingerprint(
+        name=meta["name"], tensor=tensor, calibration=_calibration(meta, source),
+        extractor=_extractor(meta, source), detection=Detection.from_dict(meta["detection"]), metadata=meta,
+    )
+
+
+def parse_metadata(raw: bytes, source: str) -> dict[str, Any]:
+    if len(raw) > MAX_METADATA_BYTES:
+        raise ArtifactError(f"{source}: {METADATA_FILE} is larger than {MAX_METADATA_BYTES} bytes")
+    try:
+        meta = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{source}: {METADATA_FILE} is not valid JSON ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise ArtifactError(f"{source}: {METADATA_FILE} must be a JSON object")
+    missing = [k for k in REQUIRED_KEYS if k not in meta]
+    if missing:
+        raise ArtifactError(f"{source}: {METADATA_FILE} lacks {', '.join(missing)}; re-create it with `dif train`")
+    if meta["schema_version"] != SCHEMA_VERSION:
+        raise ArtifactError(
+            f"{source}: schema_version {meta['schema_version']!r} is not supported (this build reads "
+            f"{SCHEMA_VERSION}); re-export the artifact with this version of `dif`"
+        )
+    validate_name(meta["name"], source)
+    if not isinstance(meta["crop_size"], int) or not 16 <= meta["crop_size"] <= 2048:
+        raise ArtifactError(f"{source}: crop_size must be an integer between 16 and 2048")
+    if not isinstance(meta["detection"], dict):
+        raise ArtifactError(f"{source}: detection must be an object")
+    return meta
+
+
+def _calibration(meta: dict[str, Any], source: str) -> Calibration:
+    try:
+        cal = Calibration.from_dict(meta["calibration"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArtifactError(f"{source}: calibration needs numeric real_centre, fake_centre, "
+                            f"real_spread, fake_spread ({exc})") from exc
+    values = (cal.real_centre, cal.fake_centre, cal.real_spread, cal.fake_spread)
+    if not all(v == v and abs(v) != float("inf") for v in values):
+        raise ArtifactError(f"{source}: calibration values must be finite")
+    if cal.fake_centre == cal.real_centre:
+        raise ArtifactError(f"{source}: real and fake centres are equal, the fingerprint cannot separate them")
+    return cal
+
+
+def _extractor(meta: dict[str, Any], source: str) -> dict[str, Any]:
+    ext = meta["extractor"]
+    if not isinstance(ext, dict) or not {"id", "version"} <= set(ext):
+        raise ArtifactError(f"{source}: extractor must be an object with id and version")
+    return ext
+
+
+def validate_name(name: object, source: str = "artifact") -> None:
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise ArtifactError(
+            f"{source}: name {name!r} must be 1-64 characters of lower-case letters, digits, '.', '_' or '-'"
+        )
+
+
+def validate_tensor(tensor: torch.Tensor, expected_size: int, source: str) -> None:
+    if tensor.dtype != torch.float32:
+        raise ArtifactError(f"{source}: fingerprint must be float32, found {tensor.dtype}")
+    if tuple(tensor.shape) != (3, expected_size, expected_size):
+        raise ArtifactError(
+            f"{source}: fingerprint must have shape [3, {expected_size}, {expected_size}] "
+            f"(crop_size in metadata), found {list(tensor.shape)}"
+        )
+    if not bool(torch.isfinite(tensor).all()):
+        raise ArtifactError(f"{source}: fingerprint holds NaN or infinite values")
+    if float(tensor.std()) == 0.0:
+        raise ArtifactError(f"{source}: fingerprint is constant and cannot correlate with anything")
+
+
+def discover(root: Path | str) -> list[Path]:
+    """Artifact folders directly under ``root`` (those holding a metadata file), sorted by name."""
+    base = Path(root)
+    if not base.is_dir():
+        raise ArtifactError(f"fingerprint folder {base} does not exist; set DIF_FINGERPRINTS_DIR")
+    return sorted(p for p in base.iterdir() if (p / METADATA_FILE).is_file() and (p / WEIGHTS_FILE).exists())
+
+
+def load_all(root: Path | str) -> list[Fingerprint]:
+    found = [load_fingerprint(p) for p in discover(root)]
+    names = [f.name for f in found]
+    if len(set(names)) != len(names):
+        raise ArtifactError(f"{root}: two artifacts share a name: {sorted(names)}")
+    return found

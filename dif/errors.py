@@ -1,0 +1,46 @@
+"""Error types shared by the CLI, the trainer and the service.
+
+Each error carries a stable ``code`` and the HTTP status the service maps it to,
+so a bad upload becomes a clear 4xx instead of a 500.
+"""
+
+from __future__ import annotations
+
+
+class DifError(Exception):
+    """Base class: ``code`` is machine-readable, the message says what to do."""
+
+    code = "dif_error"
+    http_status = 400
+
+
+class UnsupportedImage(DifError):
+    code = "unsupported_media_type"
+    http_status = 415
+
+
+class CorruptImage(DifError):
+    code = "corrupt_image"
+    http_status = 400
+
+
+class ImageTooLarge(DifError):
+    code = "image_too_large"
+    http_status = 413
+
+
+class ImageTooSmall(DifError):
+    code = "image_too_small"
+    http_status = 422
+
+
+class ArtifactError(DifError):
+    """A fingerprint or extractor artifact is missing, malformed or unsafe."""
+
+    code = "invalid_artifact"
+    http_status = 422
+
+
+class DatasetError(DifError):
+    code = "invalid_dataset"
+    http_status = 422

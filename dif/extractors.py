@@ -1,0 +1,190 @@
+"""Residual extractors: image ``[N, 3, H, W]`` in ``[0, 1]`` -> noise residual, same shape.
+
+A small registry keyed by ``name@version``: artifacts record which extractor made
+their fingerprint (id, version and a digest of its weights), and the service
+refuses to score a fingerprint with a different extractor than it was trained on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.nn import functional as F
+
+from dif.errors import ArtifactError
+
+
+class ResidualExtractor(nn.Module):
+    """Base class; subclasses set ``name`` and ``version`` and implement ``forward``."""
+
+    name: str = "base"
+    version: int = 1
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    def digest(self) -> str:
+        """sha256 over the extractor's identity and every weight, for provenance."""
+        h = hashlib.sha256(self.key.encode())
+        for pname, tensor in sorted(self.state_dict().items()):
+            h.update(pname.encode())
+            h.update(tensor.detach().to(torch.float32).cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()
+
+    def describe(self) -> dict[str, str | int]:
+        return {"id": self.name, "version": self.version, "digest": self.digest()}
+
+
+class Laplacian(ResidualExtractor):
+    """Parameter-free 3x3 high-pass (negative discrete Laplacian), per channel."""
+
+    name = "laplacian"
+    version = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        kernel = torch.tensor([[0.0, -1.0, 0.0], [-1.0, 4.0, -1.0], [0.0, -1.0, 0.0]]) / 4.0
+        self.register_buffer("kernel", kernel.expand(3, 1, 3, 3).clone(), persistent=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), self.kernel, groups=3)
+
+
+class SignLaplacian(Laplacian):
+    """Sign of the Laplacian residual.
+
+    Strong edges dominate a linear residual and drown the generator's faint
+    pattern; keeping only the sign gives every pixel one vote. Chosen as the
+    default by cross-validated accuracy (docs/extractors.md).
+    """
+
+    name = "signlap"
+    version = 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sign(super().forward(x))
+
+
+class LocalNormLaplacian(Laplacian):
+    """Laplacian residual divided by its local RMS (7x7): a softer edge equaliser than the sign."""
+
+    name = "lapnorm"
+    version = 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r = super().forward(x)
+        local = F.avg_pool2d(r * r, 7, 1, 3, count_include_pad=False)
+        return r / (local.sqrt() + 1e-3)
+
+
+class BoxHighPass(ResidualExtractor):
+    """Image minus its 5x5 local mean: keeps a wider high band than the Laplacian."""
+
+    name = "boxhp5"
+    version = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        kernel = -torch.ones(5, 5) / 25.0
+        kernel[2, 2] += 1.0
+        self.register_buffer("kernel", kernel.expand(3, 1, 5, 5).clone(), persistent=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(F.pad(x, (2, 2, 2, 2), mode="replicate"), self.kernel, groups=3)
+
+
+class DnCNN(ResidualExtractor):
+    """DnCNN-style denoiser; the residual is its noise estimate (input minus clean image)."""
+
+    name = "dncnn"
+    version = 1
+
+    def __init__(self, depth: int = 6, width: int = 16) -> None:
+        super().__init__()
+        self.depth, self.width = depth, width
+        layers: list[nn.Module] = [nn.Conv2d(3, width, 3, padding=1), nn.ReLU(inplace=True)]
+        for _ in range(depth - 2):
+            layers += [nn.Conv2d(width, width, 3, padding=1, bias=False),
+                       nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+        layers.append(nn.Conv2d(width, 3, 3, padding=1))
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Centre the input so the learned bias does not depend on image brightness.
+        return self.body(x - 0.5)
+
+    def describe(self) -> dict[str, str | int]:
+        return {**super().describe(), "depth": self.depth, "width": self.width}
+
+
+_BUILTIN: dict[str, Callable[[], ResidualExtractor]] = {
+    "laplacian@1": Laplacian,
+    "boxhp5@1": BoxHighPass,
+    "signlap@1": SignLaplacian,
+    "lapnorm@1": LocalNormLaplacian,
+}
+DEFAULT_EXTRACTOR = "signlap@1"
+
+
+def available() -> list[str]:
+    return sorted([*_BUILTIN, "dncnn@1"])
+
+
+@dataclass(frozen=True)
+class ExtractorSpec:
+    """Where to find an extractor: a builtin key, or a learned one's folder."""
+
+    key: str
+    weights_dir: Path | None = None
+
+
+def create(key: str, weights_dir: Path | str | None = None) -> ResidualExtractor:
+    """Build an extractor by key; learned ones load their safetensors from ``weights_dir``."""
+    if key in _BUILTIN:
+        return _BUILTIN[key]().eval()
+    if key == "dncnn@1":
+        if weights_dir is None:
+            raise ArtifactError(
+                "extractor dncnn@1 needs trained weights: run `dif train-denoiser REAL_DIR --out DIR` "
+                "and pass that DIR (or set DIF_EXTRACTOR_DIR)"
+            )
+        return load_denoiser(Path(weights_dir))
+    raise ArtifactError(f"unknown residual extractor {key!r}; known: {', '.join(available())}")
+
+
+DENOISER_WEIGHTS = "denoiser.safetensors"
+DENOISER_META = "metadata.json"
+
+
+def save_denoiser(model: DnCNN, out_dir: Path, extra: dict[str, object]) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(out_dir / DENOISER_WEIGHTS))
+    meta = {**model.describe(), **extra}
+    (out_dir / DENOISER_META).write_text(json.dumps(meta, indent=2, sort_keys=True))
+
+
+def load_denoiser(weights_dir: Path) -> DnCNN:
+    meta_path, weights_path = weights_dir / DENOISER_META, weights_dir / DENOISER_WEIGHTS
+    if not meta_path.is_file() or not weights_path.is_file():
+        raise ArtifactError(
+            f"{weights_dir} must hold {DENOISER_WEIGHTS} and {DENOISER_META} "
+            "(made by `dif train-denoiser`)"
+        )
+    meta = json.loads(meta_path.read_text())
+    model = DnCNN(depth=int(meta["depth"]), width=int(meta["width"]))
+    try:
+        model.load_state_dict(load_file(str(weights_path)))
+    except RuntimeError as exc:
+        raise ArtifactError(f"denoiser weights in {weights_dir} do not match its metadata: {exc}") from exc
+    if meta.get("digest") and meta["digest"] != model.digest():
+        raise ArtifactError(f"denoiser weights in {weights_dir} do not match the digest in its metadata")
+    return model.eval()

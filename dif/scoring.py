@@ -1,0 +1,134 @@
+"""Correlation scorer: residuals against every fingerprint at once.
+
+For each image (its crops averaged coherently in the Fourier domain, since they
+share the generator's pixel grid) and each generator we compute:
+
+- ``correlation``: zero-shift Pearson correlation (what the reference uses);
+- ``z``: that correlation divided by the RMS of the whole circular correlation
+  surface. The RMS is the correlation's noise level for this very image, so
+  ``z`` means the same thing for a 1-crop and a 4-crop image; it needs no
+  inverse FFT (Parseval);
+- ``peak_z``, ``shift``, ``pce`` (only when a shift window is asked for): the
+  best correlation within ``±max_shift`` pixels, in the same units, and its
+  peak-to-correlation energy. It tolerates misaligned images at a price in
+  clean accuracy (the maximum of many noisy values is biased upwards).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+def standardize(x: torch.Tensor) -> torch.Tensor:
+    """Flatten each sample, remove its mean and scale to unit norm (for Pearson by dot product)."""
+    flat = x.reshape(x.shape[0], -1).to(torch.float32)
+    flat = flat - flat.mean(dim=1, keepdim=True)
+    return flat / flat.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def pearson(residuals: torch.Tensor, fingerprints: torch.Tensor) -> torch.Tensor:
+    """Pearson correlation of each residual with each fingerprint: ``[N, G]``."""
+    return standardize(residuals) @ standardize(fingerprints).T
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Per (image, generator), all ``[N, G]`` (``shift`` is ``[N, G, 2]``)."""
+
+    correlation: torch.Tensor
+    z: torch.Tensor
+    peak_z: torch.Tensor
+    shift: torch.Tensor
+    pce: torch.Tensor
+
+    def feature(self, name: str) -> torch.Tensor:
+        return {"z": self.z, "peak_z": self.peak_z, "correlation": self.correlation}[name]
+
+
+def _half_spectrum_weights(width: int, device: torch.device) -> torch.Tensor:
+    """Parseval weights for an rfft's last axis: inner columns stand for two conjugate bins."""
+    weights = torch.full((width // 2 + 1,), 2.0, device=device)
+    weights[0] = 1.0
+    if width % 2 == 0:
+        weights[-1] = 1.0
+    return weights
+
+
+def _signed_shift(index: torch.Tensor, size: int) -> torch.Tensor:
+    return torch.where(index > size // 2, index - size, index)
+
+
+class CorrelationScorer:
+    """Standardized fingerprints and their spectra, kept on one device for repeated scoring."""
+
+    def __init__(self, fingerprints: torch.Tensor, max_shift: torch.Tensor | int = 0, pce_exclude: int = 2):
+        if fingerprints.ndim != 4:
+            raise ValueError("fingerprints must be [G, C, H, W]")
+        self.shape = tuple(fingerprints.shape[1:])
+        count = fingerprints.shape[0]
+        self.max_shift = torch.as_tensor(max_shift, device=fingerprints.device).expand(count).clone()
+        self.pce_exclude = pce_exclude
+        self.matrix = standardize(fingerprints)  # [G, D]
+        self.spectra = torch.fft.rfft2(self.matrix.reshape(-1, *self.shape)).conj()
+        self.weights = _half_spectrum_weights(self.shape[-1], fingerprints.device)
+
+    @property
+    def count(self) -> int:
+        return self.matrix.shape[0]
+
+    def zero_shift(self, residuals: torch.Tensor) -> torch.Tensor:
+        """Per-crop zero-shift Pearson correlation, one matrix product: ``[M, G]``."""
+        return standardize(residuals) @ self.matrix.T
+
+    def cross_spectra(self, residuals: torch.Tensor, groups: torch.Tensor, count: int) -> torch.Tensor:
+        """``[N, G, H, W/2+1]``: per image (crops averaged) cross-power spectrum with each fingerprint."""
+        spec = torch.fft.rfft2(standardize(residuals).reshape(-1, *self.shape))
+        summed = torch.zeros((count, *spec.shape[1:]), dtype=spec.dtype, device=spec.device)
+        summed.index_add_(0, groups, spec)
+        per_image = torch.bincount(groups, minlength=count).clamp_min(1).to(spec.real.dtype)
+        summed = summed / per_image[:, None, None, None]
+        return torch.einsum("nchw,gchw->nghw", summed, self.spectra)
+
+    def score(self, residuals: torch.Tensor, groups: torch.Tensor, count: int) -> Scores:
+        """All statistics for ``count`` images whose crops are ``residuals`` (image index in ``groups``)."""
+        h, w = self.shape[-2:]
+        cross = self.cross_spectra(residuals, groups, count)
+        correlation = cross.real.mul(self.weights).sum(dim=(-2, -1)) / (h * w)
+        # Parseval: mean of the squared surface over all h*w shifts.
+        energy = cross.abs().square().mul(self.weights).sum(dim=(-2, -1)) / (h * w) ** 2
+        rms = energy.sqrt().clamp_min(1e-12)
+        z = correlation / rms
+        if int(self.max_shift.max()) == 0:
+            zeros = torch.zeros_like(z)
+            return Scores(correlation, z, z, torch.zeros((*z.shape, 2), dtype=torch.long, device=z.device), zeros)
+        surf = torch.fft.irfft2(cross, s=(h, w))
+        peak, shift, pce = self._peaks(surf)
+        return Scores(correlation, z, peak / rms, shift, pce)
+
+    def _window(self, size: int) -> torch.Tensor:
+        d = torch.arange(size, device=self.max_shift.device)
+        d = torch.minimum(d, size - d)
+        near = d[None, :] <= self.max_shift[:, None]  # [G, size]
+        return near[:, :, None] & near[:, None, :]
+
+    def _peaks(self, surf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        n, g, h, w = surf.shape
+        masked = surf.masked_fill(~self._window(h), float("-inf")).reshape(n, g, -1)
+        peak, index = masked.max(dim=2)
+        dy, dx = index // w, index % w
+        shift = torch.stack([_signed_shift(dy, h), _signed_shift(dx, w)], dim=-1)
+        return peak, shift, self._pce(surf, dy, dx, peak)
+
+    def _pce(self, surf: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, peak: torch.Tensor) -> torch.Tensor:
+        """Signed peak² over the mean energy of the surface away from the peak."""
+        _, _, h, w = surf.shape
+        ys = torch.arange(h, device=surf.device)[None, None, :, None]
+        xs = torch.arange(w, device=surf.device)[None, None, None, :]
+        ddy = (ys - dy[..., None, None]).remainder(h)
+        ddx = (xs - dx[..., None, None]).remainder(w)
+        ddy, ddx = torch.minimum(ddy, h - ddy), torch.minimum(ddx, w - ddx)
+        far = (ddy > self.pce_exclude) | (ddx > self.pce_exclude)
+        energy = (surf.square() * far).sum(dim=(2, 3)) / far.sum(dim=(2, 3)).clamp_min(1)
+        return torch.sign(peak) * peak.square() / energy.clamp_min(1e-20)

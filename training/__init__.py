@@ -1,0 +1,1 @@
+"""Offline module: trains, evaluates, imports and inspects fingerprints."""

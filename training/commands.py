@@ -1,0 +1,98 @@
+"""``dif train``, ``dif eval``, ``dif crossval``: the trainer's command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dif.artifact import Detection, load_fingerprint, save_fingerprint
+from dif.extractors import DEFAULT_EXTRACTOR, create
+from training.build import train_artifact
+from training.evaluate import crossval, evaluate
+from training.pipeline import FitConfig
+from training.trainer import TrainConfig, resolve_device
+
+
+def add_training_options(p: argparse.ArgumentParser) -> None:
+    defaults = TrainConfig()
+    p.add_argument("--steps", type=int, default=defaults.steps, help="optimisation steps")
+    p.add_argument("--width", type=int, default=defaults.width, help="U-Net width (channels at the top level)")
+    p.add_argument("--lr", type=float, default=defaults.lr)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--extractor", default=DEFAULT_EXTRACTOR, help="residual extractor key (name@version)")
+    p.add_argument("--extractor-dir", type=Path, default=None, help="weights folder of a learned extractor")
+    p.add_argument("--crops", type=int, default=Detection().max_crops, help="crops per image (grid-aligned)")
+    p.add_argument("--calibration", default="inner-cv", choices=["inner-cv", "train"])
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def fit_config(args: argparse.Namespace) -> FitConfig:
+    train = replace(TrainConfig(), steps=args.steps, width=args.width, lr=args.lr, seed=args.seed)
+    return FitConfig(train=train, detection=Detection(max_crops=args.crops), calibration=args.calibration)
+
+
+def print_report(report: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(report, sort_keys=True))
+        return
+    print(f"balanced accuracy {report['accuracy']:.3f} (real {report['accuracy_real']:.3f}, "
+          f"fake {report['accuracy_fake']:.3f}), AUC {report['auc']:.3f}, "
+          f"{report['n_real']} real + {report['n_fake']} fake")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    device = resolve_device(args.device)
+    extractor = create(args.extractor, args.extractor_dir)
+    name = args.name or Path(args.data_dir).resolve().name.lower()
+    fp = train_artifact(Path(args.data_dir), name, fit_config(args), extractor, device,
+                        progress=not args.quiet, crossval_folds=args.crossval)
+    out = save_fingerprint(fp, args.out)
+    print(f"wrote {out} (real centre {fp.calibration.real_centre:+.3f}, fake centre {fp.calibration.fake_centre:+.3f})")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    fp = load_fingerprint(args.fp_dir)
+    extractor = create(fp.extractor_key, args.extractor_dir)
+    report = evaluate(fp, extractor, Path(args.data_dir), resolve_device(args.device), progress=not args.json)
+    print_report(report, args.json)
+    return 0
+
+
+def cmd_crossval(args: argparse.Namespace) -> int:
+    extractor = create(args.extractor, args.extractor_dir)
+    report = crossval(Path(args.data_dir), extractor, fit_config(args), args.folds, resolve_device(args.device),
+                      seed=args.seed, progress=not (args.quiet or args.json))
+    print_report(report, args.json)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a fingerprint from DATA_DIR/0_real and DATA_DIR/1_fake")
+    p.add_argument("data_dir")
+    p.add_argument("--out", required=True, type=Path, help="artifact folder to write")
+    p.add_argument("--name", default=None, help="generator name (default: the data folder's name)")
+    p.add_argument("--crossval", type=int, default=0, help="also record k-fold metrics in the metadata")
+    add_training_options(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a fingerprint artifact on a labelled folder")
+    p.add_argument("fp_dir", type=Path)
+    p.add_argument("data_dir")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--extractor-dir", type=Path, default=None)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("crossval", help="stratified k-fold: train on k-1 folds, test on the held-out one")
+    p.add_argument("data_dir")
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--json", action="store_true")
+    add_training_options(p)
+    p.set_defaults(func=cmd_crossval)

@@ -1,0 +1,110 @@
+"""Labelled image folders (``0_real/`` + ``1_fake/``) and their cached residuals.
+
+Residuals are extracted once per crop and kept in memory (fp16 when large), so
+training epochs never run the extractor again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from dif.detector import extract_residuals
+from dif.errors import DatasetError, DifError
+from dif.extractors import ResidualExtractor
+from dif.images import decode_image, grid_crops
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
+REAL, FAKE = 0, 1
+
+
+@dataclass(frozen=True)
+class LabelledImages:
+    paths: list[Path]
+    labels: list[int]
+
+    def subset(self, index: list[int]) -> LabelledImages:
+        return LabelledImages([self.paths[i] for i in index], [self.labels[i] for i in index])
+
+    def count(self, label: int) -> int:
+        return sum(1 for v in self.labels if v == label)
+
+    def digest(self) -> str:
+        """sha256 over every file's label and bytes: provenance of a trained artifact."""
+        h = hashlib.sha256()
+        for path, label in sorted(zip(self.paths, self.labels)):
+            h.update(f"{label}:{path.name}:".encode())
+            h.update(hashlib.sha256(path.read_bytes()).digest())
+        return h.hexdigest()
+
+
+def list_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def scan(data_dir: Path | str, extra_real: list[Path] | None = None) -> LabelledImages:
+    """Images of ``DATA_DIR/0_real`` (label 0) and ``DATA_DIR/1_fake`` (label 1)."""
+    root = Path(data_dir)
+    paths: list[Path] = []
+    labels: list[int] = []
+    for sub, label in (("0_real", REAL), ("1_fake", FAKE)):
+        folder = root / sub
+        if not folder.is_dir():
+            raise DatasetError(f"{root} must contain {sub}/ (real images in 0_real/, generated in 1_fake/)")
+        found = list_images(folder)
+        if not found:
+            raise DatasetError(f"{folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        paths += found
+        labels += [label] * len(found)
+    return LabelledImages(paths, labels)
+
+
+@dataclass
+class ResidualCache:
+    """All crops' residuals of a set of images, with each crop's image index and label."""
+
+    residuals: torch.Tensor  # [M, 3, S, S]
+    image_of_crop: torch.Tensor  # [M] long
+    labels: torch.Tensor  # [N] per image
+    paths: list[Path]
+
+    def crops_of(self, images: list[int]) -> torch.Tensor:
+        """Crop indices belonging to the given images."""
+        wanted = torch.zeros(len(self.labels), dtype=torch.bool)
+        wanted[images] = True
+        return torch.nonzero(wanted[self.image_of_crop]).flatten()
+
+    def subset(self, images: list[int]) -> ResidualCache:
+        crop_idx = self.crops_of(images)
+        remap = torch.full((len(self.labels),), -1, dtype=torch.long)
+        remap[images] = torch.arange(len(images))
+        return ResidualCache(
+            residuals=self.residuals[crop_idx], image_of_crop=remap[self.image_of_crop[crop_idx]],
+            labels=self.labels[images], paths=[self.paths[i] for i in images],
+        )
+
+
+def build_cache(images: LabelledImages, extractor: ResidualExtractor, crop: int, max_crops: int,
+                align: int, device: torch.device, transform=None, progress: bool = True) -> ResidualCache:
+    """Decode, crop and extract every image once. ``transform`` perturbs decoded images (robustness runs)."""
+    residuals, owners = [], []
+    extractor = extractor.to(device).eval()
+    for index, path in enumerate(tqdm(images.paths, desc="residuals", unit="img", disable=not progress)):
+        try:
+            image = decode_image(path)
+            if transform is not None:
+                image = transform(image)
+            crops, _ = grid_crops(image, crop, max_crops, align)
+        except DifError as exc:
+            raise DatasetError(f"{path}: {exc}") from exc
+        res = extract_residuals(extractor, crops.to(device))
+        residuals.append(res.to(torch.float16 if len(images.paths) > 512 else torch.float32))
+        owners.append(torch.full((res.shape[0],), index, dtype=torch.long))
+    return ResidualCache(
+        residuals=torch.cat(residuals), image_of_crop=torch.cat(owners),
+        labels=torch.tensor(images.labels, dtype=torch.long), paths=list(images.paths),
+    )

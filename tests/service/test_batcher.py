@@ -1,0 +1,220 @@
+"""The batching policy (pure ``collect_batch``) and the Batcher's failure rules, without a server."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from app.batcher import Batcher, BatchPlan, collect_batch
+from app.errors import DeadlineExceeded, InferenceFailed, QueueFull, ShuttingDown
+from app.metrics import Metrics
+
+# -- collect_batch -----------------------------------------------------------------------------
+
+
+def test_empty_queue_waits_for_an_arrival() -> None:
+    assert collect_batch([], now=10.0, max_batch_size=4, max_wait_s=0.005) == BatchPlan(0, math.inf)
+
+
+def test_full_batch_goes_at_once_and_never_exceeds_the_maximum() -> None:
+    assert collect_batch([1.0] * 4, now=1.0, max_batch_size=4, max_wait_s=1.0) == BatchPlan(4)
+    assert collect_batch([1.0] * 9, now=1.0, max_batch_size=4, max_wait_s=1.0) == BatchPlan(4)
+
+
+def test_partial_batch_waits_only_the_rest_of_the_oldest_jobs_budget() -> None:
+    plan = collect_batch([10.000, 10.002], now=10.003, max_batch_size=8, max_wait_s=0.005)
+    assert plan.take == 0
+    assert plan.wait_s == pytest.approx(0.002)
+
+
+def test_partial_batch_goes_when_the_oldest_job_has_waited_enough() -> None:
+    assert collect_batch([10.0, 10.004], now=10.005, max_batch_size=8, max_wait_s=0.005) == BatchPlan(2)
+
+
+def test_flush_sends_whatever_is_queued() -> None:
+    assert collect_batch([10.0], now=10.0, max_batch_size=8, max_wait_s=5.0, flush=True) == BatchPlan(1)
+
+
+def test_zero_wait_and_batch_size_one_never_wait() -> None:
+    assert collect_batch([3.0], now=3.0, max_batch_size=8, max_wait_s=0.0) == BatchPlan(1)
+    assert collect_batch([3.0, 3.0], now=3.0, max_batch_size=1, max_wait_s=1.0) == BatchPlan(1)
+
+
+# -- Batcher ------------------------------------------------------------------------------------
+
+
+class Recorder:
+    """A ``run_batch`` that doubles its inputs, records batch sizes, and can fail or block."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+        self.fail_next = False
+        self.release = threading.Event()
+        self.release.set()
+
+    def __call__(self, items: list[int]) -> list[int]:
+        self.sizes.append(len(items))
+        self.release.wait(10)
+        if self.fail_next:
+            self.fail_next = False
+            raise RuntimeError("GPU fell off the bus")
+        return [2 * item for item in items]
+
+
+def make_batcher(run: Recorder, **kwargs: object) -> Batcher[int, int]:
+    options: dict[str, object] = {"max_batch_size": 4, "max_wait_s": 0.05, "capacity": 64}
+    options.update(kwargs)
+    return Batcher(run_batch=run, executor=ThreadPoolExecutor(1), metrics=Metrics(), **options)  # type: ignore[arg-type]
+
+
+async def submit_all(batcher: Batcher[int, int], values: Sequence[int]) -> list[object]:
+    loop = asyncio.get_running_loop()
+    futures = [batcher.submit(v, deadline=loop.time() + 60) for v in values]
+    return await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), 10)
+
+
+def test_concurrent_jobs_share_batches_bounded_by_the_maximum() -> None:
+    run = Recorder()
+
+    async def scenario() -> list[object]:
+        batcher = make_batcher(run)
+        batcher.start()
+        results = await submit_all(batcher, range(10))
+        await batcher.stop(5)
+        return results
+
+    results = asyncio.run(scenario())
+    assert [r.value for r in results] == [2 * i for i in range(10)]  # type: ignore[attr-defined]
+    assert run.sizes == [4, 4, 2]
+    assert [r.batch_size for r in results] == [4] * 8 + [2] * 2  # type: ignore[attr-defined]
+
+
+def test_a_failed_batch_fails_every_future_in_it_and_the_next_batch_works() -> None:
+    run = Recorder()
+    run.fail_next = True
+
+    async def scenario() -> tuple[list[object], list[object], Batcher[int, int]]:
+        batcher = make_batcher(run)
+        batcher.start()
+        failed = await submit_all(batcher, [1, 2, 3])
+        ok = await submit_all(batcher, [5])
+        await batcher.stop(5)
+        return failed, ok, batcher
+
+    failed, ok, batcher = asyncio.run(scenario())
+    assert run.sizes == [3, 1]
+    assert all(isinstance(r, InferenceFailed) for r in failed), failed
+    assert "GPU fell off the bus" in str(failed[0])
+    assert ok[0].value == 10  # type: ignore[attr-defined]
+    assert batcher.metrics.batch_failures._value.get() == 1
+
+
+def test_a_crashing_worker_fails_all_queued_futures_then_restarts() -> None:
+    run = Recorder()
+    crashes = {"left": 1}
+
+    def plan_that_crashes_once(*args: object) -> BatchPlan:
+        if crashes["left"]:
+            crashes["left"] -= 1
+            raise ZeroDivisionError("bug in the batching policy")
+        return collect_batch(*args)  # type: ignore[arg-type]
+
+    async def scenario() -> tuple[list[object], list[object], Batcher[int, int]]:
+        batcher = make_batcher(run, plan=plan_that_crashes_once)
+        batcher.start()
+        queued = await submit_all(batcher, [1, 2])
+        later = await submit_all(batcher, [3])
+        await batcher.stop(5)
+        return queued, later, batcher
+
+    queued, later, batcher = asyncio.run(scenario())
+    assert all(isinstance(r, InferenceFailed) for r in queued), queued
+    assert later[0].value == 6  # type: ignore[attr-defined]
+    assert batcher.metrics.worker_restarts._value.get() == 1
+
+
+def test_admission_refuses_past_capacity_with_a_retry_after() -> None:
+    async def scenario() -> None:
+        batcher = make_batcher(Recorder(), capacity=3)
+        batcher.start()
+        with batcher.admit(2):
+            with pytest.raises(QueueFull) as refused:
+                with batcher.admit(2):
+                    pass
+            assert int(refused.value.headers["Retry-After"]) >= 1
+            with batcher.admit(1):
+                pass
+        with batcher.admit(3):  # slots come back when requests finish
+            pass
+        await batcher.stop(1)
+        with pytest.raises(ShuttingDown):
+            with batcher.admit(1):
+                pass
+
+    asyncio.run(scenario())
+
+
+def test_stop_flushes_the_queue_without_waiting_for_companions() -> None:
+    run = Recorder()
+
+    async def scenario() -> tuple[list[object], float]:
+        batcher = make_batcher(run, max_batch_size=64, max_wait_s=30.0)
+        batcher.start()
+        loop = asyncio.get_running_loop()
+        futures = [batcher.submit(v, deadline=loop.time() + 60) for v in range(5)]
+        await asyncio.sleep(0.05)
+        started = loop.time()
+        await batcher.stop(10)
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        return results, loop.time() - started
+
+    results, elapsed = asyncio.run(scenario())
+    assert [r.value for r in results] == [0, 2, 4, 6, 8]  # type: ignore[attr-defined]
+    assert elapsed < 5, "draining waited for the 30 s batching window"
+    assert run.sizes == [5]
+
+
+def test_stop_fails_what_it_cannot_drain_in_time() -> None:
+    run = Recorder()
+    run.release.clear()  # the model hangs
+
+    async def scenario() -> list[object]:
+        batcher = make_batcher(run, max_batch_size=1, max_wait_s=0.0)
+        batcher.start()
+        loop = asyncio.get_running_loop()
+        futures = [batcher.submit(v, deadline=loop.time() + 60) for v in range(3)]
+        await asyncio.sleep(0.05)
+        await batcher.stop(0.2)
+        results = await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), 5)
+        run.release.set()
+        return results
+
+    results = asyncio.run(scenario())
+    assert all(isinstance(r, ShuttingDown) for r in results), results
+
+
+def test_jobs_past_their_deadline_are_failed_without_running() -> None:
+    run = Recorder()
+    run.release.clear()
+
+    async def scenario() -> list[object]:
+        batcher = make_batcher(run, max_batch_size=1, max_wait_s=0.0)
+        batcher.start()
+        loop = asyncio.get_running_loop()
+        blocker = batcher.submit(0, deadline=loop.time() + 60)
+        await asyncio.sleep(0.05)  # the worker is now stuck on the blocker
+        late = batcher.submit(1, deadline=loop.time() + 0.01)
+        await asyncio.sleep(0.1)
+        run.release.set()
+        results = await asyncio.gather(blocker, late, return_exceptions=True)
+        await batcher.stop(5)
+        return results
+
+    results = asyncio.run(scenario())
+    assert isinstance(results[1], DeadlineExceeded)
+    assert run.sizes == [1], "the expired job was run anyway"

@@ -17,6 +17,7 @@ from dif.errors import DifError
 
 COMMAND_MODULES = (
     "training.commands",
+    "app.commands",
 )
 
 

@@ -1,0 +1,60 @@
+"""``dif serve``: run the service under uvicorn, draining gracefully on SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from types import FrameType
+
+import uvicorn
+
+from app.main import create_app
+from app.service import Service
+from app.settings import Settings
+
+STARTUP_FAILED = 3
+
+
+class GracefulServer(uvicorn.Server):
+    """Flips readiness and flushes the queue the moment SIGTERM/SIGINT arrives.
+
+    uvicorn then stops listening, waits for open requests (up to DIF_DRAIN_TIMEOUT_S)
+    and runs the lifespan shutdown, which drains whatever is still queued.
+    """
+
+    def __init__(self, config: uvicorn.Config, service: Service):
+        super().__init__(config)
+        self.service = service
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.service.begin_shutdown()
+        super().handle_exit(sig, frame)
+
+
+def build_server(settings: Settings) -> GracefulServer:
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level=settings.log_level, lifespan="on",
+        timeout_graceful_shutdown=int(round(settings.drain_timeout_s)) or None,
+    )
+    return GracefulServer(config, app.state.service)
+
+
+def serve(settings: Settings) -> int:
+    logging.basicConfig(level=settings.log_level.upper() if settings.log_level != "trace" else "DEBUG",
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    server = build_server(settings)
+    server.run()
+    return 0 if server.started else STARTUP_FAILED
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    overrides = {key: value for key, value in (("host", args.host), ("port", args.port)) if value is not None}
+    return serve(Settings(**overrides))
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="serve the REST API (settings from DIF_* environment variables)")
+    p.add_argument("--host", default=None, help="bind address (default DIF_HOST or 0.0.0.0)")
+    p.add_argument("--port", type=int, default=None, help="port (default DIF_PORT or 8000)")
+    p.set_defaults(func=cmd_serve)

@@ -1,0 +1,187 @@
+"""The loaded fingerprint set and the forward pass the batcher runs.
+
+``ModelSet`` is immutable once built: a reload builds and warms a new one, then
+replaces ``Engine.current`` in one assignment. Every prepared image keeps a
+reference to the set whose crop geometry it was cut for, and is scored by that
+same set, so requests in flight during a swap finish on the set they started with.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from dif.artifact import Fingerprint, load_all
+from dif.detector import Detector, GeneratorScore, Prepared, extract_residuals
+from dif.errors import ArtifactError
+from dif.extractors import create
+from dif.images import decode_image
+from dif.render import fingerprint_image, png_bytes, spectrum_image
+
+log = logging.getLogger("app.engine")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ArtifactError("DIF_DEVICE=cuda but no CUDA device is available; use DIF_DEVICE=cpu or auto")
+    return torch.device(name)
+
+
+@dataclass(eq=False)
+class ModelSet:
+    detector: Detector
+    extractor_key: str
+    version: int
+    source: Path
+    loaded_at: float = field(default_factory=time.time)
+    _pngs: dict[tuple[str, str], bytes] = field(default_factory=dict, repr=False)
+
+    @property
+    def names(self) -> list[str]:
+        return self.detector.names
+
+    @property
+    def fingerprints(self) -> list[Fingerprint]:
+        return self.detector.fingerprints
+
+    def find(self, name: str) -> Fingerprint | None:
+        return next((fp for fp in self.fingerprints if fp.name == name), None)
+
+    def png(self, fp: Fingerprint, kind: str) -> bytes:
+        """``fingerprint`` or ``spectrum`` rendering, made once per loaded set."""
+        key = (fp.name, kind)
+        if key not in self._pngs:
+            render = fingerprint_image if kind == "fingerprint" else spectrum_image
+            self._pngs[key] = png_bytes(render(fp.tensor))
+        return self._pngs[key]
+
+
+def load_model_set(root: Path, extractor_dir: Path | None, device: torch.device, version: int) -> ModelSet:
+    """Load and validate every artifact under ``root`` onto ``device`` (blocking: call from a thread)."""
+    fingerprints = load_all(root)
+    if not fingerprints:
+        raise ArtifactError(f"no fingerprint artifacts in {root}; set DIF_FINGERPRINTS_DIR to a folder of "
+                            "artifacts (one sub-folder per generator, made by `dif train`)")
+    keys = sorted({fp.extractor_key for fp in fingerprints})
+    if len(keys) != 1:
+        by_key = {k: [fp.name for fp in fingerprints if fp.extractor_key == k] for k in keys}
+        raise ArtifactError(f"{root}: fingerprints were made with different residual extractors {by_key}; "
+                            "one set must share one extractor, serve the others from another folder")
+    extractor = create(keys[0], extractor_dir)
+    digest = extractor.describe()["digest"]
+    stale = [fp.name for fp in fingerprints if fp.extractor.get("digest") not in (None, digest)]
+    if stale:
+        raise ArtifactError(f"{', '.join(stale)}: made with other weights of extractor {keys[0]} than the ones "
+                            f"loaded (digest {str(digest)[:12]}); check DIF_EXTRACTOR_DIR")
+    detector = Detector(fingerprints, extractor, device)
+    return ModelSet(detector=detector, extractor_key=keys[0], version=version, source=Path(root))
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """An upload decoded and cropped (off the event loop), tied to the set that will score it."""
+
+    model: ModelSet
+    prepared: Prepared
+    decode_s: float
+    crop_s: float
+
+
+@dataclass(frozen=True)
+class ImageScores:
+    scores: list[GeneratorScore]
+    model_version: int
+    residual_s: float  # of the whole forward pass this image shared
+    scoring_s: float
+
+
+class Engine:
+    """Holds the current ``ModelSet``; prepares uploads and runs forward passes."""
+
+    def __init__(self, fingerprints_dir: Path, extractor_dir: Path | None, device: torch.device, max_pixels: int):
+        self.fingerprints_dir = fingerprints_dir
+        self.extractor_dir = extractor_dir
+        self.device = device
+        self.max_pixels = max_pixels
+        self._current: ModelSet | None = None
+        self._versions = 0
+
+    @property
+    def current(self) -> ModelSet:
+        if self._current is None:
+            raise RuntimeError("no fingerprint set is loaded yet")
+        return self._current
+
+    @property
+    def loaded(self) -> bool:
+        return self._current is not None
+
+    def load(self) -> ModelSet:
+        """Build a new set from disk without installing it (blocking)."""
+        self._versions += 1
+        started = time.perf_counter()
+        model = load_model_set(self.fingerprints_dir, self.extractor_dir, self.device, self._versions)
+        log.info("loaded %d fingerprints (%s) from %s on %s in %.2fs", len(model.names), model.extractor_key,
+                 self.fingerprints_dir, self.device, time.perf_counter() - started)
+        return model
+
+    def install(self, model: ModelSet) -> None:
+        # One reference assignment: readers see the old set or the new one, never a mix.
+        self._current = model
+
+    def prepare(self, data: bytes) -> PreparedImage:
+        """Decode and cut crops (blocking CPU work for the decode pool)."""
+        model = self.current
+        t0 = time.perf_counter()
+        image = decode_image(data, self.max_pixels)
+        t1 = time.perf_counter()
+        prepared = model.detector.prepare(image)
+        return PreparedImage(model, prepared, t1 - t0, time.perf_counter() - t1)
+
+    def run_batch(self, items: list[PreparedImage]) -> list[ImageScores]:
+        """Score a batch (blocking, inference thread). Images cut for different sets are scored by their own."""
+        groups: dict[int, list[int]] = {}
+        for index, item in enumerate(items):
+            groups.setdefault(id(item.model), []).append(index)
+        results: list[ImageScores | None] = [None] * len(items)
+        for indices in groups.values():
+            model = items[indices[0]].model
+            for index, scored in zip(indices, forward(model, [items[i].prepared for i in indices]), strict=True):
+                results[index] = scored
+        return [r for r in results if r is not None]
+
+    def warm_up(self, model: ModelSet, batch_sizes: tuple[int, ...] = (1, 2)) -> None:
+        """Run the set on synthetic images so the first real request pays no one-off costs."""
+        size = model.detector.crop_size
+        generator = torch.Generator().manual_seed(0)
+        image = torch.rand((3, size * 2, size * 2), generator=generator)
+        prepared = model.detector.prepare(image)
+        for count in batch_sizes:
+            forward(model, [prepared] * count)
+
+
+def forward(model: ModelSet, batch: list[Prepared]) -> list[ImageScores]:
+    """``Detector.scores`` split in its two stages so each is timed: residuals once, then all generators."""
+    detector = model.detector
+    t0 = time.perf_counter()
+    crops = torch.cat([p.crops for p in batch]).to(detector.device, non_blocking=True)
+    groups = torch.cat([torch.full((len(p.positions),), i, dtype=torch.long) for i, p in enumerate(batch)])
+    residuals = extract_residuals(detector.extractor, crops)
+    _sync(detector.device)
+    t1 = time.perf_counter()
+    with torch.inference_mode():
+        scores = detector.scorer.score(residuals, groups.to(detector.device), len(batch))
+    rows = detector.explain(scores)  # moves results to the CPU, so the GPU is done here
+    t2 = time.perf_counter()
+    return [ImageScores(row, model.version, t1 - t0, t2 - t1) for row in rows]
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

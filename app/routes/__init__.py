@@ -1,0 +1,1 @@
+"""One router per area: detect, generators, health, metrics, admin."""

@@ -1,0 +1,180 @@
+"""``POST /detect``: score uploaded images against every loaded generator."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Depends, Request
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.batcher import Done
+from app.deps import ServiceDep, require_api_key, require_ready
+from app.engine import ImageScores, PreparedImage
+from app.errors import DeadlineExceeded, MalformedUpload, MissingFile, TooManyFiles
+from app.schemas import DetectManyResponse, DetectResponse, ErrorBody, GeneratorScoreOut, ImageResult, Timings
+from app.service import Service
+from dif.errors import DifError
+
+T = TypeVar("T")
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": text} for status, text in {
+        400: "corrupt or truncated image, or malformed multipart body",
+        401: "missing or wrong X-API-Key",
+        413: "body over DIF_MAX_UPLOAD_BYTES, image over DIF_MAX_PIXELS, or too many files",
+        415: "not an image, or an unsupported format",
+        422: "no file/files field, or an image smaller than the crop size",
+        429: "queue full: retry after the Retry-After header",
+        503: "warming up or shutting down",
+        504: "no answer within DIF_REQUEST_TIMEOUT_S",
+    }.items()
+}
+# The body is parsed by hand (after authentication), so describe it for the OpenAPI page.
+MULTIPART_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"multipart/form-data": {"schema": {
+            "type": "object",
+            "properties": {
+                "file": {"type": "string", "format": "binary", "description": "one image"},
+                "files": {"type": "array", "items": {"type": "string", "format": "binary"},
+                          "description": "several images (up to DIF_MAX_FILES_PER_REQUEST)"},
+            },
+        }}},
+    }
+}
+
+router = APIRouter(tags=["detect"], dependencies=[Depends(require_api_key), Depends(require_ready)])
+
+
+@dataclass(frozen=True)
+class Upload:
+    filename: str | None
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Uploads:
+    files: list[Upload]
+    many: bool  # sent as `files`: answer with a list
+
+
+async def read_uploads(request: Request, service: ServiceDep) -> Uploads:
+    """Parse the multipart body. Runs after the API-key check, so strangers cannot make us read bodies."""
+    limit = service.settings.max_files_per_request
+    try:
+        form = await request.form(max_files=limit, max_fields=limit + 16)
+    except StarletteHTTPException as exc:
+        # Starlette reports every multipart fault as a 400; the file count deserves its own code.
+        if "too many files" in str(exc.detail).lower():
+            raise TooManyFiles(f"at most {limit} files per request (DIF_MAX_FILES_PER_REQUEST)") from exc
+        raise MalformedUpload(f"cannot parse the multipart body: {exc.detail}") from exc
+    try:
+        single, several = form.getlist("file"), form.getlist("files")
+        if single and several:
+            raise MissingFile("send either one `file` field or `files` fields, not both")
+        if not single and not several:
+            raise MissingFile("multipart/form-data with an image in the `file` field (or several in `files`) "
+                              "is required")
+        if len(single) > 1:
+            raise MissingFile("the `file` field takes one image; use `files` for several")
+        fields = several or single
+        if len(fields) > limit:
+            raise TooManyFiles(f"at most {limit} files per request (DIF_MAX_FILES_PER_REQUEST)")
+        uploads = [await _read(value, "files" if several else "file") for value in fields]
+    finally:
+        await form.close()
+    return Uploads(uploads, many=bool(several))
+
+
+async def _read(value: UploadFile | str, field: str) -> Upload:
+    if not isinstance(value, UploadFile):
+        raise MissingFile(f"the `{field}` field must be a file upload, not a text value")
+    return Upload(value.filename, await value.read())
+
+
+UploadsDep = Annotated[Uploads, Depends(read_uploads)]
+
+
+@router.post("/detect", response_model=DetectResponse | DetectManyResponse, responses=ERRORS,
+             openapi_extra=MULTIPART_BODY, summary="Score images against every loaded generator")
+async def detect(request: Request, service: ServiceDep, uploads: UploadsDep) -> DetectResponse | DetectManyResponse:
+    started: float = request.state.started_at
+    deadline = started + service.settings.request_timeout_s
+    with service.batcher.admit(len(uploads.files)):
+        scored = await _before(deadline, _score_all(service, uploads.files, deadline), service)
+    total_ms = _ms(time.monotonic() - started)
+    results = [_result(upload, item, done, total_ms, service)
+               for upload, (item, done) in zip(uploads.files, scored, strict=True)]
+    request_id: str = request.state.request_id
+    if uploads.many:
+        return DetectManyResponse(request_id=request_id, results=results, total_ms=total_ms)
+    return DetectResponse(**results[0].model_dump(), request_id=request_id)
+
+
+async def _score_all(service: Service, uploads: Sequence[Upload], deadline: float
+                     ) -> list[tuple[PreparedImage, Done[ImageScores]]]:
+    prepared = await _all_or_first_error([_prepare(service, u) for u in uploads])
+    futures = [service.batcher.submit(item, deadline) for item in prepared]
+    done = await _all_or_first_error(futures)
+    return list(zip(prepared, done, strict=True))
+
+
+async def _prepare(service: Service, upload: Upload) -> PreparedImage:
+    try:
+        item = await service.prepare(upload.data)
+    except DifError as exc:
+        service.metrics.decode_failures.labels(reason=exc.code).inc()
+        if upload.filename:
+            raise type(exc)(f"{upload.filename}: {exc}") from exc
+        raise
+    service.metrics.preprocess.labels(stage="decode").observe(item.decode_s)
+    service.metrics.preprocess.labels(stage="crop").observe(item.crop_s)
+    return item
+
+
+async def _all_or_first_error(awaitables: Sequence[Awaitable[T]]) -> list[T]:
+    """Wait for all (so no error goes unretrieved), then raise the first failure in upload order."""
+    outcomes = await asyncio.gather(*awaitables, return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return list(outcomes)  # type: ignore[arg-type]
+
+
+async def _before(deadline: float, work: Awaitable[T], service: Service) -> T:
+    try:
+        return await asyncio.wait_for(work, max(deadline - time.monotonic(), 0.0))
+    except asyncio.TimeoutError:
+        raise DeadlineExceeded(f"no answer within {service.settings.request_timeout_s:g}s "
+                               "(DIF_REQUEST_TIMEOUT_S); the service is overloaded") from None
+
+
+def _result(upload: Upload, item: PreparedImage, done: Done[ImageScores], total_ms: float,
+            service: Service) -> ImageResult:
+    scores = done.value.scores
+    top = max(scores, key=lambda s: s.score)
+    fake = any(s.fake for s in scores)
+    for s in scores:
+        service.metrics.detections.labels(generator=s.generator, verdict="fake" if s.fake else "real").inc()
+    service.metrics.images.labels(verdict="fake" if fake else "real").inc()
+    timings = Timings(decode_ms=_ms(item.decode_s), crop_ms=_ms(item.crop_s), queue_ms=_ms(done.queue_wait_s),
+                      residual_ms=_ms(done.value.residual_s), scoring_ms=_ms(done.value.scoring_s),
+                      total_ms=total_ms)
+    return ImageResult(
+        filename=upload.filename, fake=fake, top=top.generator, top_score=top.score,
+        width=item.prepared.width, height=item.prepared.height, crops=len(item.prepared.positions),
+        batch_size=done.batch_size, model_version=done.value.model_version,
+        scores=[GeneratorScoreOut(generator=s.generator, score=s.score, fake=s.fake, correlation=s.correlation,
+                                  z=s.z, peak_z=s.peak_z, shift=s.shift, pce=s.pce) for s in scores],
+        timings_ms=timings,
+    )
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000.0, 3)

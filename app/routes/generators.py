@@ -1,0 +1,71 @@
+"""``GET /generators`` and one generator's details and pictures."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Path
+from fastapi.responses import Response
+
+from app.deps import ModelDep, require_api_key
+from app.engine import ModelSet
+from app.errors import GeneratorNotFound
+from app.schemas import ErrorBody, GeneratorList, GeneratorOut
+from dif.artifact import Fingerprint
+
+router = APIRouter(prefix="/generators", tags=["generators"], dependencies=[Depends(require_api_key)])
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody, "description": "no such generator"}}
+NameParam = Annotated[str, Path(description="generator name, as listed by GET /generators")]
+
+
+@router.get("", response_model=GeneratorList, summary="Every loaded generator")
+async def list_generators(model: ModelDep) -> GeneratorList:
+    return GeneratorList(
+        extractor=model.extractor_key, crop_size=model.detector.crop_size, model_version=model.version,
+        loaded_at=model.loaded_at, generators=[describe(fp) for fp in model.fingerprints],
+    )
+
+
+@router.get("/{name}", response_model=GeneratorOut, responses=NOT_FOUND, summary="One generator")
+async def get_generator(model: ModelDep, name: NameParam) -> GeneratorOut:
+    return describe(_find(model, name))
+
+
+@router.get("/{name}/fingerprint.png", response_class=Response, responses=NOT_FOUND,
+            summary="The fingerprint, contrast-stretched")
+async def fingerprint_png(model: ModelDep, name: NameParam) -> Response:
+    return await _png(model, name, "fingerprint")
+
+
+@router.get("/{name}/spectrum.png", response_class=Response, responses=NOT_FOUND,
+            summary="The fingerprint's log-magnitude spectrum")
+async def spectrum_png(model: ModelDep, name: NameParam) -> Response:
+    return await _png(model, name, "spectrum")
+
+
+async def _png(model: ModelSet, name: str, kind: Literal["fingerprint", "spectrum"]) -> Response:
+    fp = _find(model, name)
+    data = await asyncio.to_thread(model.png, fp, kind)  # an FFT and a PNG encode: keep them off the loop
+    return Response(data, media_type="image/png", headers={"Cache-Control": "no-cache"})
+
+
+def _find(model: ModelSet, name: str) -> Fingerprint:
+    fp = model.find(name)
+    if fp is None:
+        raise GeneratorNotFound(f"no generator named {name!r}; loaded: {', '.join(model.names)}")
+    return fp
+
+
+def describe(fp: Fingerprint) -> GeneratorOut:
+    meta = fp.full_metadata()
+    crossval = (meta.get("metrics") or {}).get("crossval") or {}
+    accuracy = crossval.get("accuracy")
+    calibration = fp.calibration.to_dict()
+    return GeneratorOut(
+        name=fp.name, crop_size=fp.crop_size, extractor=fp.extractor, detection=fp.detection.to_dict(),
+        calibration=calibration,
+        centres={"real": fp.calibration.real_centre, "fake": fp.calibration.fake_centre},
+        crossval_accuracy=float(accuracy) if isinstance(accuracy, (int, float)) else None,
+        metadata=meta,
+    )

@@ -1,0 +1,127 @@
+"""The running service: settings, metrics, engine, batcher, thread pools and readiness.
+
+Lifecycle (driven by the app's lifespan and by the server's signal handler):
+STARTING (artifacts loaded, warming up) -> READY -> DRAINING (SIGTERM seen) -> STOPPED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+
+from app.batcher import Batcher
+from app.engine import Engine, ImageScores, ModelSet, PreparedImage, resolve_device
+from app.metrics import Metrics
+from app.settings import Settings
+
+log = logging.getLogger("app.service")
+
+
+class Phase(str, enum.Enum):
+    STARTING = "starting"
+    READY = "ready"
+    FAILED = "failed"
+    DRAINING = "draining"
+    STOPPED = "stopped"
+
+
+class Service:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.metrics = Metrics()
+        self.device = resolve_device(settings.device)
+        self.engine = Engine(settings.fingerprints_dir, settings.extractor_dir, self.device, settings.max_pixels)
+        # Threads are started lazily by the pools. One inference thread: batches run one at a
+        # time and each uses all of torch's intra-op threads.
+        self.decode_pool = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="dif-decode")
+        self.infer_pool = ThreadPoolExecutor(1, thread_name_prefix="dif-infer")
+        self.batcher: Batcher[PreparedImage, ImageScores] = Batcher(
+            run_batch=self.engine.run_batch, executor=self.infer_pool, metrics=self.metrics,
+            max_batch_size=settings.max_batch_size, max_wait_s=settings.max_wait_s,
+            capacity=settings.queue_capacity,
+        )
+        self.phase = Phase.STARTING
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._warmup: asyncio.Task[None] | None = None
+        self._reload_lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        """Load and validate the artifacts (a bad set stops startup), start the batcher, warm up."""
+        self._loop = asyncio.get_running_loop()
+        if self.settings.torch_threads > 0:
+            torch.set_num_threads(self.settings.torch_threads)
+        model = await asyncio.to_thread(self.engine.load)
+        self.engine.install(model)
+        self._publish(model)
+        self.batcher.start()
+        # Warm-up runs after startup so /healthz answers and /readyz says 503 meanwhile.
+        self._warmup = asyncio.create_task(self._warm_up(model), name="dif-warmup")
+
+    async def _warm_up(self, model: ModelSet) -> None:
+        started = time.perf_counter()
+        try:
+            await self._in_infer_thread(self.engine.warm_up, model)
+        except Exception:
+            log.exception("warm-up failed; the service stays unready")
+            self.phase = Phase.FAILED
+            return
+        if self.phase is Phase.STARTING:
+            self.phase = Phase.READY
+            self.metrics.ready.set(1)
+            log.info("ready: %d generators, warm-up took %.2fs", len(model.names), time.perf_counter() - started)
+
+    def begin_shutdown(self) -> None:
+        """Flip readiness and flush the queue. Safe to call from a signal handler or another thread."""
+        if self.phase is Phase.STOPPED:
+            return
+        self.phase = Phase.DRAINING
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            # Metrics and the batcher take locks or touch the loop: do that on the loop.
+            loop.call_soon_threadsafe(self._drain_now)
+
+    def _drain_now(self) -> None:
+        self.metrics.ready.set(0)
+        self.batcher.begin_drain()
+
+    async def stop(self) -> None:
+        """Answer every accepted image, then release the threads."""
+        self.begin_shutdown()
+        if self._warmup is not None and not self._warmup.done():
+            self._warmup.cancel()
+            await asyncio.gather(self._warmup, return_exceptions=True)
+        await self.batcher.stop(self.settings.drain_timeout_s)
+        self.phase = Phase.STOPPED
+        self.metrics.ready.set(0)
+        self.decode_pool.shutdown(wait=False, cancel_futures=True)
+        self.infer_pool.shutdown(wait=True)
+        log.info("stopped")
+
+    async def reload(self) -> ModelSet:
+        """Load and warm a new set beside the serving one, then swap it in."""
+        async with self._reload_lock:
+            try:
+                model = await asyncio.to_thread(self.engine.load)
+                await self._in_infer_thread(self.engine.warm_up, model)
+            except Exception:
+                self.metrics.reloads.labels(result="failure").inc()
+                raise
+            self.engine.install(model)
+            self._publish(model)
+            self.metrics.reloads.labels(result="success").inc()
+            return model
+
+    async def prepare(self, data: bytes) -> PreparedImage:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.decode_pool, self.engine.prepare, data)
+
+    def _publish(self, model: ModelSet) -> None:
+        self.metrics.set_generators(model.names, model.extractor_key, model.detector.crop_size)
+
+    async def _in_infer_thread(self, fn, *args) -> None:  # type: ignore[no-untyped-def]
+        await asyncio.get_running_loop().run_in_executor(self.infer_pool, fn, *args)

@@ -1,0 +1,44 @@
+"""GET /generators and each generator's details and pictures."""
+
+from __future__ import annotations
+
+import io
+
+import httpx
+from PIL import Image
+
+from .support import GENERATORS, ThreadServer, error_of
+
+
+def test_list_describes_every_loaded_generator(shared_server: ThreadServer) -> None:
+    response = httpx.get(f"{shared_server.url}/generators")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["extractor"] == "signlap@1" and body["crop_size"] == 256 and body["model_version"] == 1
+    assert [g["name"] for g in body["generators"]] == list(GENERATORS)
+    first = body["generators"][0]
+    assert first["centres"] == {"real": 0.0, "fake": 0.02}
+    assert first["crossval_accuracy"] == 0.75  # recorded by make_fingerprint
+    assert first["extractor"]["id"] == "signlap" and first["extractor"]["version"] == 1
+    assert first["metadata"]["name"] == "alpha" and "fingerprint_sha256" in first["metadata"]
+    assert first["calibration"]["threshold"] == 0.01
+
+
+def test_one_generator(shared_server: ThreadServer) -> None:
+    response = httpx.get(f"{shared_server.url}/generators/beta")
+    assert response.status_code == 200
+    assert response.json()["name"] == "beta"
+    missing = httpx.get(f"{shared_server.url}/generators/delta")
+    assert missing.status_code == 404
+    assert "alpha" in error_of(missing)["message"]  # says what is loaded
+
+
+def test_fingerprint_and_spectrum_pictures(shared_server: ThreadServer) -> None:
+    for kind, mode in (("fingerprint", "RGB"), ("spectrum", "L")):
+        response = httpx.get(f"{shared_server.url}/generators/gamma/{kind}.png")
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "image/png"
+        with Image.open(io.BytesIO(response.content)) as picture:
+            assert (picture.format, picture.size, picture.mode) == ("PNG", (256, 256), mode)
+    missing = httpx.get(f"{shared_server.url}/generators/delta/spectrum.png")
+    assert missing.status_code == 404 and error_of(missing)["code"] == "generator_not_found"

@@ -1,0 +1,174 @@
+"""Readiness, graceful shutdown on SIGTERM, hot reload, startup failures, the ``serve`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from app.commands import cmd_serve
+from dif.cli import build_parser
+
+from .support import REPO, ThreadServer, error_of, metric_value, wait_until, write_artifacts
+
+
+def test_readyz_is_503_until_warm_while_healthz_answers(serve, png_512: bytes) -> None:  # type: ignore[no-untyped-def]
+    warm = threading.Event()
+
+    def hold_warm_up(server: ThreadServer) -> None:
+        original = server.service.engine.warm_up
+
+        def gated(*args: Any, **kwargs: Any) -> None:
+            assert warm.wait(60)
+            original(*args, **kwargs)
+
+        server.service.engine.warm_up = gated  # type: ignore[method-assign]
+
+    server = serve(wait_ready=False, before_start=hold_warm_up)
+    try:
+        assert httpx.get(f"{server.url}/healthz").status_code == 200
+        not_ready = httpx.get(f"{server.url}/readyz")
+        assert not_ready.status_code == 503 and error_of(not_ready)["code"] == "not_ready"
+        refused = httpx.post(f"{server.url}/detect", files={"file": ("a.png", png_512)})
+        assert refused.status_code == 503 and error_of(refused)["code"] == "not_ready"
+        assert "Retry-After" in refused.headers
+        assert metric_value(server.metrics(), "dif_ready") == 0
+    finally:
+        warm.set()
+    wait_until(lambda: httpx.get(f"{server.url}/readyz").status_code == 200, 30, "never became ready")
+    assert metric_value(server.metrics(), "dif_ready") == 1
+
+
+def test_readyz_is_503_from_the_moment_shutdown_begins(serve, png_512: bytes) -> None:  # type: ignore[no-untyped-def]
+    server = serve()
+    server.service.begin_shutdown()  # what SIGTERM calls first
+    wait_until(lambda: httpx.get(f"{server.url}/readyz").status_code == 503, 5, "readiness did not flip")
+    assert error_of(httpx.get(f"{server.url}/readyz"))["code"] == "shutting_down"
+    # Requests that still reach the process are answered, not dropped.
+    late = httpx.post(f"{server.url}/detect", files={"file": ("a.png", png_512)}, timeout=30)
+    assert late.status_code == 200, late.text
+    assert metric_value(server.metrics(), "dif_ready") == 0
+
+
+def test_sigterm_under_load_answers_every_accepted_request(process_server, image_blobs) -> None:  # type: ignore[no-untyped-def]
+    # A 10 s batching window keeps every upload queued until the signal; draining must flush it.
+    server = process_server(DIF_MAX_BATCH_SIZE="64", DIF_MAX_WAIT_MS="10000", DIF_DRAIN_TIMEOUT_S="20",
+                            DIF_LOG_LEVEL="info")
+    uploads = image_blobs[::3][:16]
+
+    async def scenario() -> tuple[list[httpx.Response], float]:
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client, \
+                httpx.AsyncClient(base_url=server.url, timeout=10) as monitor:
+            pending = [asyncio.create_task(client.post("/detect", files={"file": blob})) for blob in uploads]
+            for _ in range(600):
+                queued = metric_value((await monitor.get("/metrics")).text, "dif_queue_depth_images")
+                if queued >= len(uploads):
+                    break
+                await asyncio.sleep(0.05)
+            assert queued == len(uploads), f"only {queued} of {len(uploads)} uploads got queued"
+            signalled = time.monotonic()
+            server.terminate()
+            responses = await asyncio.gather(*pending)
+            return responses, time.monotonic() - signalled
+
+    responses, after_signal = asyncio.run(scenario())
+    assert [r.status_code for r in responses] == [200] * len(uploads), [r.text[:200] for r in responses]
+    assert {r.json()["batch_size"] for r in responses} == {len(uploads)}
+    assert after_signal < 8, f"answers took {after_signal:.1f}s after SIGTERM: the queue was not flushed"
+    assert server.proc is not None
+    code = server.proc.wait(30)
+    # uvicorn re-raises the signal after a clean shutdown, so "killed by SIGTERM" is a clean exit too.
+    assert code in (0, -signal.SIGTERM), server.log()
+    log = server.log()
+    assert "stopped" in log and "Traceback" not in log, log
+    try:
+        httpx.get(f"{server.url}/healthz", timeout=2)
+        raise AssertionError("the server still answers after shutdown")
+    except httpx.ConnectError:
+        pass
+
+
+def test_reload_under_load_loses_no_request(serve, tmp_path: Path, image_blobs) -> None:  # type: ignore[no-untyped-def]
+    root = write_artifacts(tmp_path / "fingerprints", ["alpha", "beta"])
+    server = serve(fingerprints=root, api_key="k")
+    uploads = [blob for blob in image_blobs if blob[0].endswith(".png")][:8]
+
+    async def scenario() -> tuple[list[httpx.Response], list[httpx.Response]]:
+        stop = asyncio.Event()
+        async with httpx.AsyncClient(base_url=server.url, headers={"X-API-Key": "k"}, timeout=60) as client:
+
+            async def keep_uploading(offset: int) -> list[httpx.Response]:
+                answers = []
+                for i in range(200):  # bounded; normally ended by `stop`
+                    if stop.is_set():
+                        break
+                    answers.append(await client.post("/detect", files={"file": uploads[(offset + i) % len(uploads)]}))
+                return answers
+
+            workers = [asyncio.create_task(keep_uploading(k)) for k in range(6)]
+            reloads = []
+            for step in range(3):
+                await asyncio.sleep(0.4)
+                await asyncio.to_thread(write_artifacts, root, [f"extra{step}"], 10 + step)
+                reloads.append(await client.post("/admin/reload"))
+            await asyncio.sleep(0.4)
+            stop.set()
+            detections = [r for answers in await asyncio.gather(*workers) for r in answers]
+        return detections, reloads
+
+    detections, reloads = asyncio.run(scenario())
+    assert [r.status_code for r in reloads] == [200, 200, 200], [r.text for r in reloads]
+    assert [r.json()["model_version"] for r in reloads] == [2, 3, 4]
+    assert [len(r.json()["generators"]) for r in reloads] == [3, 4, 5]
+    assert detections and all(r.status_code == 200 for r in detections), \
+        [r.text[:200] for r in detections if r.status_code != 200]
+    versions = {r.json()["model_version"] for r in detections}
+    assert len(versions) >= 2, f"no request overlapped a reload: versions {versions}"
+    for response in detections:
+        body = response.json()
+        # Each answer comes whole from one set: version v has v + 1 generators.
+        assert len(body["scores"]) == body["model_version"] + 1, body["model_version"]
+    listed = httpx.get(f"{server.url}/generators", headers={"X-API-Key": "k"}).json()
+    assert listed["model_version"] == 4 and len(listed["generators"]) == 5
+    assert metric_value(server.metrics(), "dif_reloads_total", result="success") == 3
+    assert metric_value(server.metrics(), "dif_generators_loaded") == 5
+
+
+def test_a_failed_reload_keeps_the_serving_set(serve, tmp_path: Path, png_512: bytes) -> None:  # type: ignore[no-untyped-def]
+    root = write_artifacts(tmp_path / "fingerprints", ["alpha", "beta"])
+    server = serve(fingerprints=root, api_key="k")
+    headers = {"X-API-Key": "k"}
+    broken = root / "broken"
+    shutil.copytree(root / "alpha", broken)
+    (broken / "metadata.json").write_text("{ not json")
+    refused = httpx.post(f"{server.url}/admin/reload", headers=headers, timeout=30)
+    assert refused.status_code == 422
+    assert error_of(refused)["code"] == "invalid_artifact" and "broken" in error_of(refused)["message"]
+    still = httpx.post(f"{server.url}/detect", files={"file": ("a.png", png_512)}, headers=headers, timeout=30)
+    assert still.status_code == 200 and len(still.json()["scores"]) == 2 and still.json()["model_version"] == 1
+    assert metric_value(server.metrics(), "dif_reloads_total", result="failure") == 1
+
+
+def test_startup_with_no_artifacts_fails_fast(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", "0"], cwd=REPO, timeout=120,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "DIF_FINGERPRINTS_DIR": str(empty)},
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "DIF_FINGERPRINTS_DIR" in result.stdout + result.stderr
+
+
+def test_dif_serve_is_registered() -> None:
+    args = build_parser().parse_args(["serve", "--host", "127.0.0.1", "--port", "9123"])
+    assert args.func is cmd_serve and (args.host, args.port) == ("127.0.0.1", 9123)

@@ -69,8 +69,12 @@ class SignLaplacian(Laplacian):
     name = "signlap"
     version = 1
 
+    # Below a tenth of one 8-bit grey level, a residual is rounding error, not signal.
+    dead_zone = 1e-4
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sign(super().forward(x))
+        r = super().forward(x)
+        return torch.sign(r) * (r.abs() > self.dead_zone)
 
 
 class LocalNormLaplacian(Laplacian):

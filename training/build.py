@@ -10,31 +10,64 @@ import torch
 from dif import __version__
 from dif.artifact import Fingerprint
 from dif.extractors import ResidualExtractor
-from training.data import FAKE, REAL, build_cache, scan
+from dif.artifact import save_fingerprint
+from training.data import FAKE, REAL, LabelledImages, build_training_cache, list_images, scan
+from training.perturb import jpeg
 from training.evaluate import crossval_cache
 from training.pipeline import FitConfig, fit_fingerprint
 
 
+def with_extra_reals(images: LabelledImages, extra_real: list[Path]) -> LabelledImages:
+    extra = [p for folder in extra_real for p in list_images(folder)]
+    return LabelledImages(images.paths + extra, images.labels + [REAL] * len(extra))
+
+
 def train_artifact(data_dir: Path, name: str, config: FitConfig, extractor: ResidualExtractor,
                    device: torch.device, progress: bool = True, crossval_folds: int = 0,
-                   crop: int = 256) -> Fingerprint:
-    images = scan(data_dir)
-    if images.count(REAL) < 1 or images.count(FAKE) < 1:
-        raise ValueError(f"{data_dir} needs at least one real and one fake image")
-    cache = build_cache(images, extractor, crop, config.detection.max_crops, config.detection.align,
-                        device, progress=progress)
+                   crop: int = 256, extra_real: list[Path] | None = None) -> Fingerprint:
+    """Train, calibrate and (optionally) cross-validate one generator's artifact.
+
+    ``extra_real`` folders add real photos to training only; folds and reported
+    metrics use the generator's own folder alone.
+    """
+    own = scan(data_dir)
+    images = with_extra_reals(own, extra_real or [])
+    augment = [jpeg(q) for q in config.augment_jpeg]
+    cache = build_training_cache(images, extractor, crop, config.detection.max_crops, config.detection.align,
+                                 device, augment, progress)
     tensor, calibration = fit_fingerprint(cache, list(range(len(images.labels))), config, device, progress)
     metrics = {}
     if crossval_folds >= 2:
-        metrics["crossval"] = crossval_cache(cache, config, crossval_folds, device, config.train.seed, progress)
+        metrics["crossval"] = crossval_cache(cache, config, crossval_folds, device, config.train.seed, progress,
+                                             evaluated=len(own.labels))
     metadata = {
-        "samples": {"real": images.count(REAL), "fake": images.count(FAKE)},
+        "samples": {"real": images.count(REAL), "fake": images.count(FAKE), "extra_real": len(images.labels) - len(own.labels)},
         "data_digest": images.digest(),
         "hyperparameters": {**config.train.to_dict(), "calibration": config.calibration,
-                            "inner_folds": config.inner_folds},
+                            "inner_folds": config.inner_folds, "augment_jpeg": list(config.augment_jpeg)},
         "metrics": metrics,
         "provenance": {"trainer": f"dif {__version__}", "data": str(data_dir), "device": str(device),
                        "torch": torch.__version__, "python": platform.python_version()},
     }
     return Fingerprint(name=name, tensor=tensor, calibration=calibration, extractor=extractor.describe(),
                        detection=config.detection, metadata=metadata)
+
+
+def generator_folders(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if (p / "0_real").is_dir() and (p / "1_fake").is_dir())
+
+
+def build_defaults(root: Path, out_root: Path, config: FitConfig, extractor: ResidualExtractor,
+                   device: torch.device, folds: int = 5, pool_reals: bool = False,
+                   progress: bool = True) -> list[Path]:
+    """One artifact per generator folder under ``root``, with k-fold metrics in its metadata."""
+    folders = generator_folders(root)
+    if not folders:
+        raise ValueError(f"{root} holds no generator folders with 0_real/ and 1_fake/")
+    written = []
+    for folder in folders:
+        extra = [f / "0_real" for f in folders if f != folder] if pool_reals else []
+        fp = train_artifact(folder, folder.name.lower(), config, extractor, device, progress,
+                            crossval_folds=folds, extra_real=extra)
+        written.append(save_fingerprint(fp, out_root / fp.name))
+    return written

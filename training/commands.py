@@ -12,7 +12,9 @@ import torch
 
 from dif.artifact import Detection, load_fingerprint, save_fingerprint
 from dif.extractors import DEFAULT_EXTRACTOR, create
-from training.build import train_artifact
+from training.blank import blank_experiment
+from training.build import build_defaults, train_artifact
+from training.denoiser import DenoiserConfig, train_denoiser
 from training.evaluate import crossval, evaluate
 from training.pipeline import FitConfig
 from training.trainer import TrainConfig, resolve_device
@@ -73,6 +75,29 @@ def cmd_crossval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_denoiser(args: argparse.Namespace) -> int:
+    config = DenoiserConfig(depth=args.depth, width=args.width, steps=args.steps, seed=args.seed)
+    model = train_denoiser(Path(args.real_dir), args.out, config, resolve_device(args.device), not args.quiet)
+    print(f"wrote {args.out} ({model.key}, digest {model.digest()[:12]})")
+    return 0
+
+
+def cmd_blank(args: argparse.Namespace) -> int:
+    config = replace(TrainConfig(), width=args.width, seed=args.seed)
+    stats = blank_experiment(args.out, config, steps=args.steps, device=resolve_device(args.device))
+    print(json.dumps({"out": str(args.out), **stats}))
+    return 0
+
+
+def cmd_build_defaults(args: argparse.Namespace) -> int:
+    written = build_defaults(args.data, args.out, fit_config(args), create(args.extractor, args.extractor_dir),
+                             resolve_device(args.device), folds=args.folds, pool_reals=args.pool_reals,
+                             progress=not args.quiet)
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a fingerprint from DATA_DIR/0_real and DATA_DIR/1_fake")
     p.add_argument("data_dir")
@@ -96,3 +121,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true")
     add_training_options(p)
     p.set_defaults(func=cmd_crossval)
+
+    p = sub.add_parser("train-denoiser", help="train a DnCNN residual extractor on real photos")
+    p.add_argument("real_dir")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--depth", type=int, default=DenoiserConfig().depth)
+    p.add_argument("--width", type=int, default=DenoiserConfig().width)
+    p.add_argument("--steps", type=int, default=DenoiserConfig().steps)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_train_denoiser)
+
+    p = sub.add_parser("blank", help="gray-image experiment: the U-Net's own output for a flat gray target")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--width", type=int, default=TrainConfig().width)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.set_defaults(func=cmd_blank)
+
+    p = sub.add_parser("build-defaults", help="train the embedded fingerprint set: one per generator folder")
+    p.add_argument("--data", type=Path, required=True, help="folder of generator folders, each with 0_real/ 1_fake/")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--folds", type=int, default=5, help="k-fold metrics recorded in each artifact's metadata")
+    p.add_argument("--pool-reals", action="store_true", help="train on the real images of every folder")
+    add_training_options(p)
+    p.set_defaults(func=cmd_build_defaults)

@@ -71,6 +71,8 @@ class ResidualCache:
     image_of_crop: torch.Tensor  # [M] long
     labels: torch.Tensor  # [N] per image
     paths: list[Path]
+    # Perturbed copies of the same images (e.g. JPEG re-saved), used for training only.
+    augmented: ResidualCache | None = None
 
     def crops_of(self, images: list[int]) -> torch.Tensor:
         """Crop indices belonging to the given images."""
@@ -85,7 +87,13 @@ class ResidualCache:
         return ResidualCache(
             residuals=self.residuals[crop_idx], image_of_crop=remap[self.image_of_crop[crop_idx]],
             labels=self.labels[images], paths=[self.paths[i] for i in images],
+            augmented=self.augmented.subset(images) if self.augmented is not None else None,
         )
+
+    def training_residuals(self, label: int) -> torch.Tensor:
+        """Every crop of one class, augmented copies included, as float32."""
+        parts = [self] + ([self.augmented] if self.augmented is not None else [])
+        return torch.cat([p.residuals[p.labels[p.image_of_crop] == label] for p in parts]).float()
 
 
 def build_cache(images: LabelledImages, extractor: ResidualExtractor, crop: int, max_crops: int,
@@ -108,3 +116,24 @@ def build_cache(images: LabelledImages, extractor: ResidualExtractor, crop: int,
         residuals=torch.cat(residuals), image_of_crop=torch.cat(owners),
         labels=torch.tensor(images.labels, dtype=torch.long), paths=list(images.paths),
     )
+
+
+def merge(caches: list[ResidualCache]) -> ResidualCache:
+    """Crops of several caches of the *same* images (e.g. differently perturbed copies)."""
+    first = caches[0]
+    return ResidualCache(
+        residuals=torch.cat([c.residuals for c in caches]),
+        image_of_crop=torch.cat([c.image_of_crop for c in caches]),
+        labels=first.labels, paths=first.paths,
+    )
+
+
+def build_training_cache(images: LabelledImages, extractor: ResidualExtractor, crop: int, max_crops: int,
+                         align: int, device: torch.device, augment: list | None = None,
+                         progress: bool = True) -> ResidualCache:
+    """The clean cache, with the residuals of each ``augment`` transform attached for training."""
+    cache = build_cache(images, extractor, crop, max_crops, align, device, progress=progress)
+    if augment:
+        cache.augmented = merge([build_cache(images, extractor, crop, max_crops, align, device, t, progress)
+                                 for t in augment])
+    return cache

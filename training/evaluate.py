@@ -36,13 +36,19 @@ def evaluate(fp: Fingerprint, extractor: ResidualExtractor, data_dir: Path, devi
 
 
 def crossval_cache(cache: ResidualCache, config: FitConfig, folds: int, device: torch.device,
-                   seed: int = 0, progress: bool = True,
-                   test_cache: ResidualCache | None = None) -> dict[str, Any]:
-    """Train on k-1 folds, test on the held-out one. ``test_cache`` (same images, perturbed) tests robustness."""
+                   seed: int = 0, progress: bool = True, test_cache: ResidualCache | None = None,
+                   evaluated: int | None = None) -> dict[str, Any]:
+    """Train on k-1 folds, test on the held-out one.
+
+    ``test_cache`` (the same images, perturbed) measures robustness. Only the
+    first ``evaluated`` images are split into folds; any after them (pooled
+    extra reals) are always in training.
+    """
     started = time.perf_counter()
     fold_reports, all_scores, all_labels = [], [], []
     test_source = test_cache if test_cache is not None else cache
-    splits = stratified_folds(cache.labels, folds, seed)
+    count = len(cache.labels) if evaluated is None else evaluated
+    splits = stratified_folds(cache.labels[:count], folds, seed)
     for k, held in enumerate(tqdm(splits, desc="folds", unit="fold", disable=not progress)):
         train = [i for i in range(len(cache.labels)) if i not in set(held)]
         fp, cal = fit_fingerprint(cache, train, replace(config, train=replace(config.train, seed=seed + k)),
@@ -59,8 +65,9 @@ def crossval_cache(cache: ResidualCache, config: FitConfig, folds: int, device: 
         for key in ("accuracy", "accuracy_real", "accuracy_fake", "auc")
     }
     summary["auc_pooled"] = roc_auc(torch.cat(all_scores), torch.cat(all_labels))
-    summary["n_real"] = int((cache.labels == 0).sum())
-    summary["n_fake"] = int((cache.labels == 1).sum())
+    summary["n_real"] = int((cache.labels[:count] == 0).sum())
+    summary["n_fake"] = int((cache.labels[:count] == 1).sum())
+    summary["extra_training_reals"] = len(cache.labels) - count
     summary["folds"] = fold_reports
     summary["seconds"] = round(time.perf_counter() - started, 2)
     return summary

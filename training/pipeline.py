@@ -19,6 +19,7 @@ class FitConfig:
     detection: Detection = Detection()
     calibration: str = "inner-cv"  # or "train": centres from the training images themselves
     inner_folds: int = 3
+    augment_jpeg: tuple[int, ...] = ()  # JPEG qualities of extra training copies (robustness, no JPEG shortcut)
 
 
 def image_features(fingerprint: torch.Tensor, cache: ResidualCache, detection: Detection,
@@ -51,8 +52,7 @@ def stratified_folds(labels: list[int] | torch.Tensor, folds: int, seed: int) ->
 def _train_on(cache: ResidualCache, images: list[int], config: FitConfig, device: torch.device,
               progress: bool) -> torch.Tensor:
     part = cache.subset(images)
-    crop_labels = part.labels[part.image_of_crop]
-    return train_fingerprint(part.residuals[crop_labels == REAL].float(), part.residuals[crop_labels == FAKE].float(),
+    return train_fingerprint(part.training_residuals(REAL), part.training_residuals(FAKE),
                              config.train, device, progress)
 
 

@@ -32,6 +32,9 @@ class TrainConfig:
     jitter: float = 0.03
     batch_per_class: int = 64
     seed: int = 0
+    loss: str = "gap"  # "gap": mean fake minus mean real correlation; "pairwise": margin hinge per pair
+    ema_start: float = 0.3  # fraction of steps before the EMA starts: early outputs are the untrained prior
+    prior: str = "unet"  # "unet" (DIF) or "mean": closed-form mean residual difference, for comparison
 
     def to_dict(self) -> dict[str, float | int]:
         return asdict(self)
@@ -76,24 +79,31 @@ def train_fingerprint(real: torch.Tensor, fake: torch.Tensor, config: TrainConfi
     # Standardized once: correlation with the network output is then a matrix-vector product.
     real_unit = standardize(real).to(device)
     fake_unit = standardize(fake).to(device)
+    if config.prior == "mean":
+        return (fake_unit.mean(0) - real_unit.mean(0)).reshape(real.shape[1:]).float().cpu()
     net = UNet(config.noise_channels, 3, config.depth, config.width).to(device).train()
     noise = (torch.rand((1, config.noise_channels, size, size), generator=gen) * config.noise_scale).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr)
     ema: torch.Tensor | None = None
+    first_ema_step = int(config.steps * config.ema_start)
     bar = tqdm(range(config.steps), desc="fingerprint", unit="step", disable=not progress)
-    for _ in bar:
+    for step in bar:
         jitter = torch.randn(noise.shape, generator=gen).to(device) * config.jitter
         out = net(noise + jitter)
         unit = standardize(out)[0]
         r_idx = _sample(real_unit.shape[0], config.batch_per_class, gen).to(device)
         f_idx = _sample(fake_unit.shape[0], config.batch_per_class, gen).to(device)
         c_real, c_fake = real_unit[r_idx] @ unit, fake_unit[f_idx] @ unit
-        loss = pairwise_margin_loss(c_real, c_fake, config.margin)
+        if config.loss == "gap":
+            loss = c_real.mean() - c_fake.mean()
+        else:
+            loss = pairwise_margin_loss(c_real, c_fake, config.margin)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        detached = out.detach()[0]
-        ema = detached if ema is None else config.ema * ema + (1 - config.ema) * detached
+        if step >= first_ema_step:
+            detached = out.detach()[0]
+            ema = detached if ema is None else config.ema * ema + (1 - config.ema) * detached
         bar.set_postfix(loss=f"{loss.item():.4f}", real=f"{c_real.mean().item():+.3f}",
                         fake=f"{c_fake.mean().item():+.3f}")
     assert ema is not None

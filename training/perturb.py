@@ -1,0 +1,66 @@
+"""Image perturbations for robustness tests and for training augmentation.
+
+Each takes and returns a float ``[3, H, W]`` tensor in ``[0, 1]``.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+Transform = Callable[[torch.Tensor], torch.Tensor]
+
+
+def to_pil(image: torch.Tensor) -> Image.Image:
+    array = (image.clamp(0, 1).permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
+    return Image.fromarray(array, "RGB")
+
+
+def from_pil(image: Image.Image) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
+
+
+def jpeg(quality: int) -> Transform:
+    def apply(image: torch.Tensor) -> torch.Tensor:
+        buf = io.BytesIO()
+        to_pil(image).save(buf, format="JPEG", quality=quality)
+        return from_pil(Image.open(io.BytesIO(buf.getvalue())))
+    return apply
+
+
+def shift(dy: int, dx: int) -> Transform:
+    """Drop the first ``dy`` rows and ``dx`` columns: the pixel grid moves, nothing is resampled."""
+    def apply(image: torch.Tensor) -> torch.Tensor:
+        return image[:, dy:, dx:].contiguous()
+    return apply
+
+
+def resize(factor: float) -> Transform:
+    def apply(image: torch.Tensor) -> torch.Tensor:
+        pil = to_pil(image)
+        size = (max(1, round(pil.width * factor)), max(1, round(pil.height * factor)))
+        return from_pil(pil.resize(size, Image.Resampling.BICUBIC))
+    return apply
+
+
+def crop_offset(top: int, left: int, size: int) -> Transform:
+    """Cut a ``size``² window at an arbitrary (possibly odd) offset."""
+    def apply(image: torch.Tensor) -> torch.Tensor:
+        return image[:, top : top + size, left : left + size].contiguous()
+    return apply
+
+
+PERTURBATIONS: dict[str, Transform | None] = {
+    "clean": None,
+    "shift-1px": shift(1, 1),
+    "shift-3px": shift(3, 2),
+    "shift-7px": shift(7, 5),
+    "crop-odd": crop_offset(5, 3, 256),
+    "jpeg-q90": jpeg(90),
+    "jpeg-q75": jpeg(75),
+    "resize-x0.5": resize(0.5),
+}

@@ -42,18 +42,20 @@ class BatchPlan:
 
 
 def collect_batch(arrivals: Sequence[float], now: float, max_batch_size: int, max_wait_s: float,
-                  flush: bool = False) -> BatchPlan:
+                  flush: bool = False, incoming: int | None = None) -> BatchPlan:
     """Decide the next batch from the queued jobs' arrival times (oldest first).
 
     A full batch goes at once. Otherwise the oldest job may wait ``max_wait_s`` for
     companions; after that (or when flushing for shutdown) whatever is queued goes.
+    ``incoming`` is how many admitted images are still being decoded: when none are,
+    no companion is on its way, so waiting would only add latency.
     """
     if not arrivals:
         return BatchPlan(0, math.inf)
     if len(arrivals) >= max_batch_size:
         return BatchPlan(max_batch_size)
     waited = now - arrivals[0]
-    if flush or waited >= max_wait_s:
+    if flush or waited >= max_wait_s or incoming == 0:
         return BatchPlan(len(arrivals))
     return BatchPlan(0, max_wait_s - waited)
 
@@ -75,7 +77,15 @@ class Job(Generic[P, R]):
     deadline: float
 
 
-PlanFn = Callable[[Sequence[float], float, int, float, bool], BatchPlan]
+@dataclass
+class Admission:
+    """Slots reserved for one request; counts the images it has yet to submit."""
+
+    count: int
+    unsubmitted: int
+
+
+PlanFn = Callable[[Sequence[float], float, int, float, bool, "int | None"], BatchPlan]
 
 
 @dataclass
@@ -92,6 +102,7 @@ class Batcher(Generic[P, R]):
     clock: Callable[[], float] = time.monotonic
     _queue: deque[Job[P, R]] = field(default_factory=deque, init=False)
     _admitted: int = field(default=0, init=False)
+    _incoming: int = field(default=0, init=False)  # admitted, not yet submitted (decoding)
     _arrived: asyncio.Event | None = field(default=None, init=False)
     _task: asyncio.Task[None] | None = field(default=None, init=False)
     _draining: bool = field(default=False, init=False)
@@ -136,7 +147,7 @@ class Batcher(Generic[P, R]):
     # -- admission and submission ------------------------------------------------------------
 
     @contextmanager
-    def admit(self, count: int) -> Iterator[None]:
+    def admit(self, count: int) -> Iterator[Admission]:
         """Reserve ``count`` slots from upload to answer; a full service answers 429 at once."""
         if self._closed or not self.running:
             raise ShuttingDown()
@@ -144,17 +155,25 @@ class Batcher(Generic[P, R]):
             backlog = self._admitted + count
             raise QueueFull(f"{self._admitted} images are already in flight (DIF_QUEUE_CAPACITY="
                             f"{self.capacity}); retry later", math.ceil(backlog * self._per_image_s))
+        admission = Admission(count, count)
         self._admitted += count
+        self._incoming += count
         self.metrics.in_flight.set(self._admitted)
         try:
-            yield
+            yield admission
         finally:
             self._admitted -= count
+            self._incoming -= admission.unsubmitted
+            admission.unsubmitted = 0
             self.metrics.in_flight.set(self._admitted)
+            self._wake()  # images that will never come (a decode failed) must not hold a batch back
 
-    def submit(self, payload: P, deadline: float) -> asyncio.Future[Done[R]]:
+    def submit(self, payload: P, deadline: float, admission: Admission | None = None) -> asyncio.Future[Done[R]]:
         if self._closed or not self.running:
             raise ShuttingDown()
+        if admission is not None and admission.unsubmitted > 0:
+            admission.unsubmitted -= 1
+            self._incoming -= 1
         future: asyncio.Future[Done[R]] = asyncio.get_running_loop().create_future()
         self._queue.append(Job(payload, future, self.clock(), deadline))
         self.metrics.queue_depth.set(len(self._queue))
@@ -185,7 +204,8 @@ class Batcher(Generic[P, R]):
         while not (self._closed and not self._queue):
             self._drop_finished()
             arrivals = [job.enqueued_at for job in self._queue]
-            plan = self.plan(arrivals, self.clock(), self.max_batch_size, self.max_wait_s, self._draining)
+            plan = self.plan(arrivals, self.clock(), self.max_batch_size, self.max_wait_s, self._draining,
+                             self._incoming)
             if plan.take <= 0:
                 await self._wait_for_arrival(plan.wait_s)
                 continue

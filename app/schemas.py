@@ -29,6 +29,7 @@ class GeneratorScoreOut(BaseModel):
 
 
 class Timings(BaseModel):
+    decode_queue_ms: float = Field(description="waiting for a free decode thread")
     decode_ms: float
     crop_ms: float
     queue_ms: float

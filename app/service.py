@@ -118,7 +118,7 @@ class Service:
 
     async def prepare(self, data: bytes) -> PreparedImage:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.decode_pool, self.engine.prepare, data)
+        return await loop.run_in_executor(self.decode_pool, self.engine.prepare, data, time.perf_counter())
 
     def _publish(self, model: ModelSet) -> None:
         self.metrics.set_generators(model.names, model.extractor_key, model.detector.crop_size)

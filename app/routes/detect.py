@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.batcher import Done
+from app.batcher import Admission, Done
 from app.deps import ServiceDep, require_api_key, require_ready
 from app.engine import ImageScores, PreparedImage
 from app.errors import DeadlineExceeded, MalformedUpload, MissingFile, TooManyFiles
@@ -106,8 +106,8 @@ UploadsDep = Annotated[Uploads, Depends(read_uploads)]
 async def detect(request: Request, service: ServiceDep, uploads: UploadsDep) -> DetectResponse | DetectManyResponse:
     started: float = request.state.started_at
     deadline = started + service.settings.request_timeout_s
-    with service.batcher.admit(len(uploads.files)):
-        scored = await _before(deadline, _score_all(service, uploads.files, deadline), service)
+    with service.batcher.admit(len(uploads.files)) as admission:
+        scored = await _before(deadline, _score_all(service, uploads.files, deadline, admission), service)
     total_ms = _ms(time.monotonic() - started)
     results = [_result(upload, item, done, total_ms, service)
                for upload, (item, done) in zip(uploads.files, scored, strict=True)]
@@ -117,10 +117,10 @@ async def detect(request: Request, service: ServiceDep, uploads: UploadsDep) -> 
     return DetectResponse(**results[0].model_dump(), request_id=request_id)
 
 
-async def _score_all(service: Service, uploads: Sequence[Upload], deadline: float
+async def _score_all(service: Service, uploads: Sequence[Upload], deadline: float, admission: Admission
                      ) -> list[tuple[PreparedImage, Done[ImageScores]]]:
     prepared = await _all_or_first_error([_prepare(service, u) for u in uploads])
-    futures = [service.batcher.submit(item, deadline) for item in prepared]
+    futures = [service.batcher.submit(item, deadline, admission) for item in prepared]
     done = await _all_or_first_error(futures)
     return list(zip(prepared, done, strict=True))
 
@@ -133,6 +133,7 @@ async def _prepare(service: Service, upload: Upload) -> PreparedImage:
         if upload.filename:
             raise type(exc)(f"{upload.filename}: {exc}") from exc
         raise
+    service.metrics.preprocess.labels(stage="decode_queue").observe(item.decode_wait_s)
     service.metrics.preprocess.labels(stage="decode").observe(item.decode_s)
     service.metrics.preprocess.labels(stage="crop").observe(item.crop_s)
     return item
@@ -163,7 +164,8 @@ def _result(upload: Upload, item: PreparedImage, done: Done[ImageScores], total_
     for s in scores:
         service.metrics.detections.labels(generator=s.generator, verdict="fake" if s.fake else "real").inc()
     service.metrics.images.labels(verdict="fake" if fake else "real").inc()
-    timings = Timings(decode_ms=_ms(item.decode_s), crop_ms=_ms(item.crop_s), queue_ms=_ms(done.queue_wait_s),
+    timings = Timings(decode_queue_ms=_ms(item.decode_wait_s), decode_ms=_ms(item.decode_s),
+                      crop_ms=_ms(item.crop_s), queue_ms=_ms(done.queue_wait_s),
                       residual_ms=_ms(done.value.residual_s), scoring_ms=_ms(done.value.scoring_s),
                       total_ms=total_ms)
     return ImageResult(

@@ -40,6 +40,11 @@ def test_flush_sends_whatever_is_queued() -> None:
     assert collect_batch([10.0], now=10.0, max_batch_size=8, max_wait_s=5.0, flush=True) == BatchPlan(1)
 
 
+def test_no_wait_when_no_admitted_image_is_still_on_its_way() -> None:
+    assert collect_batch([10.0], now=10.0, max_batch_size=8, max_wait_s=5.0, incoming=0) == BatchPlan(1)
+    assert collect_batch([10.0], now=10.0, max_batch_size=8, max_wait_s=5.0, incoming=2) == BatchPlan(0, 5.0)
+
+
 def test_zero_wait_and_batch_size_one_never_wait() -> None:
     assert collect_batch([3.0], now=3.0, max_batch_size=8, max_wait_s=0.0) == BatchPlan(1)
     assert collect_batch([3.0, 3.0], now=3.0, max_batch_size=1, max_wait_s=1.0) == BatchPlan(1)
@@ -218,3 +223,45 @@ def test_jobs_past_their_deadline_are_failed_without_running() -> None:
     results = asyncio.run(scenario())
     assert isinstance(results[1], DeadlineExceeded)
     assert run.sizes == [1], "the expired job was run anyway"
+
+
+def test_a_lone_request_does_not_wait_for_companions_but_a_decoding_one_is_waited_for() -> None:
+    run = Recorder()
+
+    async def scenario() -> tuple[float, list[int]]:
+        batcher = make_batcher(run, max_batch_size=8, max_wait_s=30.0)
+        batcher.start()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with batcher.admit(1) as admission:
+            await batcher.submit(1, loop.time() + 60, admission)
+        alone = loop.time() - started
+        with batcher.admit(2) as admission:
+            first = batcher.submit(2, loop.time() + 60, admission)
+            await asyncio.sleep(0.2)  # the second image is still "decoding": the first waits for it
+            assert not first.done()
+            second = batcher.submit(3, loop.time() + 60, admission)
+            await asyncio.wait_for(asyncio.gather(first, second), 5)
+        await batcher.stop(5)
+        return alone, run.sizes
+
+    alone, sizes = asyncio.run(scenario())
+    assert alone < 5, "a request with nothing else in flight sat out the batching window"
+    assert sizes == [1, 2]
+
+
+def test_a_failed_decode_releases_the_batch_it_was_holding_back() -> None:
+    run = Recorder()
+
+    async def scenario() -> list[int]:
+        batcher = make_batcher(run, max_batch_size=8, max_wait_s=30.0)
+        batcher.start()
+        loop = asyncio.get_running_loop()
+        with batcher.admit(2) as admission:
+            first = batcher.submit(1, loop.time() + 60, admission)
+            # the request's second image fails to decode: leaving the admission ends the wait
+        await asyncio.wait_for(first, 5)
+        await batcher.stop(5)
+        return run.sizes
+
+    assert asyncio.run(scenario()) == [1]

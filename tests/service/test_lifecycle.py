@@ -59,32 +59,40 @@ def test_readyz_is_503_from_the_moment_shutdown_begins(serve, png_512: bytes) ->
 
 
 def test_sigterm_under_load_answers_every_accepted_request(process_server, image_blobs) -> None:  # type: ignore[no-untyped-def]
-    # A 10 s batching window keeps every upload queued until the signal; draining must flush it.
-    server = process_server(DIF_MAX_BATCH_SIZE="64", DIF_MAX_WAIT_MS="10000", DIF_DRAIN_TIMEOUT_S="20",
-                            DIF_LOG_LEVEL="info")
-    uploads = image_blobs[::3][:16]
+    # Batches of 2 are slower than decoding, so a backlog builds up in the queue.
+    server = process_server(DIF_MAX_BATCH_SIZE="2", DIF_DRAIN_TIMEOUT_S="30", DIF_LOG_LEVEL="info")
+    uploads = image_blobs[::4][:24]
+    backlog = 6
 
-    async def scenario() -> tuple[list[httpx.Response], float]:
-        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client, \
+    async def scenario() -> tuple[list[httpx.Response], list[float], float]:
+        finished: list[float] = []
+
+        async def upload(client: httpx.AsyncClient, blob: tuple[str, bytes]) -> httpx.Response:
+            response = await client.post("/detect", files={"file": blob})
+            finished.append(time.monotonic())
+            return response
+
+        async with httpx.AsyncClient(base_url=server.url, timeout=120) as client, \
                 httpx.AsyncClient(base_url=server.url, timeout=10) as monitor:
-            pending = [asyncio.create_task(client.post("/detect", files={"file": blob})) for blob in uploads]
-            for _ in range(600):
+            pending = [asyncio.create_task(upload(client, blob)) for blob in uploads]
+            queued = 0.0
+            for _ in range(1200):
                 queued = metric_value((await monitor.get("/metrics")).text, "dif_queue_depth_images")
-                if queued >= len(uploads):
+                if queued >= backlog:
                     break
-                await asyncio.sleep(0.05)
-            assert queued == len(uploads), f"only {queued} of {len(uploads)} uploads got queued"
+                await asyncio.sleep(0.02)
+            assert queued >= backlog, f"no backlog formed (queue depth {queued})"
             signalled = time.monotonic()
             server.terminate()
             responses = await asyncio.gather(*pending)
-            return responses, time.monotonic() - signalled
+        return responses, finished, signalled
 
-    responses, after_signal = asyncio.run(scenario())
+    responses, finished, signalled = asyncio.run(scenario())
     assert [r.status_code for r in responses] == [200] * len(uploads), [r.text[:200] for r in responses]
-    assert {r.json()["batch_size"] for r in responses} == {len(uploads)}
-    assert after_signal < 8, f"answers took {after_signal:.1f}s after SIGTERM: the queue was not flushed"
+    answered_after_signal = sum(1 for t in finished if t > signalled)
+    assert answered_after_signal >= backlog, f"only {answered_after_signal} answers came after SIGTERM"
     assert server.proc is not None
-    code = server.proc.wait(30)
+    code = server.proc.wait(60)
     # uvicorn re-raises the signal after a clean shutdown, so "killed by SIGTERM" is a clean exit too.
     assert code in (0, -signal.SIGTERM), server.log()
     log = server.log()

@@ -75,3 +75,14 @@ def test_concurrent_uploads_share_batches(shared_server: ThreadServer,
     single_batches = metric_value(after, "dif_batch_size_images_bucket", le="1.0") - singles_before
     assert 0 < batches < len(pngs), f"{len(pngs)} uploads ran as {batches} forward passes"
     assert single_batches < batches, "the batch-size histogram shows no batch larger than 1"
+
+
+def test_cors_origins_are_allowed_when_configured(serve) -> None:  # type: ignore[no-untyped-def]
+    server = serve(cors_origins=["https://ui.example"])
+    preflight = httpx.options(f"{server.url}/detect", headers={
+        "Origin": "https://ui.example", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "X-API-Key"})
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == "https://ui.example"
+    other = httpx.get(f"{server.url}/healthz", headers={"Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in other.headers

@@ -35,7 +35,7 @@ def build_server(settings: Settings) -> GracefulServer:
     app = create_app(settings)
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level=settings.log_level, lifespan="on",
-        timeout_graceful_shutdown=int(round(settings.drain_timeout_s)) or None,
+        timeout_graceful_shutdown=int(round(settings.drain_timeout_s)),  # None would mean "wait forever"
     )
     return GracefulServer(config, app.state.service)
 

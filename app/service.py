@@ -10,6 +10,7 @@ import asyncio
 import enum
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
@@ -98,8 +99,9 @@ class Service:
         await self.batcher.stop(self.settings.drain_timeout_s)
         self.phase = Phase.STOPPED
         self.metrics.ready.set(0)
+        # No waiting here: a forward pass stuck past the drain timeout must not freeze the event loop.
         self.decode_pool.shutdown(wait=False, cancel_futures=True)
-        self.infer_pool.shutdown(wait=True)
+        self.infer_pool.shutdown(wait=False, cancel_futures=True)
         log.info("stopped")
 
     async def reload(self) -> ModelSet:
@@ -123,5 +125,6 @@ class Service:
     def _publish(self, model: ModelSet) -> None:
         self.metrics.set_generators(model.names, model.extractor_key, model.detector.crop_size)
 
-    async def _in_infer_thread(self, fn, *args) -> None:  # type: ignore[no-untyped-def]
-        await asyncio.get_running_loop().run_in_executor(self.infer_pool, fn, *args)
+    async def _in_infer_thread(self, fn: Callable[[ModelSet], None], model: ModelSet) -> None:
+        # The inference thread, so warm-ups never run concurrently with a live batch.
+        await asyncio.get_running_loop().run_in_executor(self.infer_pool, fn, model)

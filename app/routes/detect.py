@@ -30,6 +30,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         415: "not an image, or an unsupported format",
         422: "no file/files field, or an image smaller than the crop size",
         429: "queue full: retry after the Retry-After header",
+        500: "the forward pass failed (every request of that batch gets this)",
         503: "warming up or shutting down",
         504: "no answer within DIF_REQUEST_TIMEOUT_S",
     }.items()

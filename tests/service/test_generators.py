@@ -42,3 +42,13 @@ def test_fingerprint_and_spectrum_pictures(shared_server: ThreadServer) -> None:
             assert (picture.format, picture.size, picture.mode) == ("PNG", (256, 256), mode)
     missing = httpx.get(f"{shared_server.url}/generators/delta/spectrum.png")
     assert missing.status_code == 404 and error_of(missing)["code"] == "generator_not_found"
+
+
+def test_openapi_documents_the_api(shared_server: ThreadServer) -> None:
+    spec = httpx.get(f"{shared_server.url}/openapi.json").json()
+    assert {"/detect", "/generators", "/generators/{name}", "/healthz", "/readyz", "/metrics",
+            "/admin/reload"} <= set(spec["paths"])
+    detect = spec["paths"]["/detect"]["post"]
+    assert "multipart/form-data" in detect["requestBody"]["content"]
+    assert {"413", "415", "422", "429", "504"} <= set(detect["responses"])
+    assert spec["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "X-API-Key"

@@ -146,9 +146,10 @@ class ScorerProbe:
 
     def score(self, residuals: torch.Tensor, groups: torch.Tensor, count: int) -> Any:
         self.batches.append(count)
+        failure = self.failure  # decided when the batch starts, so a held batch keeps its fate
         assert self.gate.wait(60), "probe gate never opened"
-        if self.failure is not None:
-            raise self.failure
+        if failure is not None:
+            raise failure
         return self.inner.score(residuals, groups, count)
 
     def __getattr__(self, name: str) -> Any:

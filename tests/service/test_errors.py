@@ -176,22 +176,32 @@ def test_a_failed_batch_fails_all_its_requests_without_hanging(serve, probe_into
                                                               image_blobs) -> None:
     server = serve(max_batch_size=4, max_wait_ms=3000)
     probe = probe_into(server)
-    probe.failure = RuntimeError("CUDA error: an illegal memory access was encountered")
-    pngs = [(n, d) for n, d in image_blobs if n.endswith(".png")][:4]
+    pngs = [(n, d) for n, d in image_blobs if n.endswith(".png")][:5]
 
-    async def upload_all() -> list[httpx.Response]:
+    async def scenario() -> tuple[httpx.Response, list[httpx.Response]]:
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
-            return await asyncio.gather(*(client.post("/detect", files={"file": (n, d)}) for n, d in pngs))
+            probe.gate.clear()  # a first request holds the model...
+            blocker = asyncio.create_task(client.post("/detect", files={"file": pngs[0]}))
+            while not probe.batches:
+                await asyncio.sleep(0.01)
+            # ...so the next four queue up and go out together, into a failing forward pass.
+            victims = [asyncio.create_task(client.post("/detect", files={"file": blob})) for blob in pngs[1:]]
+            while metric_value((await client.get("/metrics")).text, "dif_queue_depth_images") < 4:
+                await asyncio.sleep(0.01)
+            probe.failure = RuntimeError("CUDA error: an illegal memory access was encountered")
+            probe.gate.set()
+            return await blocker, await asyncio.wait_for(asyncio.gather(*victims), 20)
 
-    responses = asyncio.run(upload_all())
-    assert probe.batches == [4], "the four uploads did not share one batch"
+    blocker, responses = asyncio.run(scenario())
+    assert probe.batches == [1, 4], probe.batches
+    assert blocker.status_code == 200, blocker.text
     for response in responses:
         assert response.status_code == 500, response.text
         error = error_of(response)
         assert error["code"] == "inference_failed" and "illegal memory access" in error["message"]
     probe.failure = None
     # Four files fill a batch, so this does not sit out the 3 s batching window.
-    ok = httpx.post(f"{server.url}/detect", files=[("files", blob) for blob in pngs], timeout=30)
+    ok = httpx.post(f"{server.url}/detect", files=[("files", blob) for blob in pngs[1:]], timeout=30)
     assert ok.status_code == 200, ok.text
     assert metric_value(server.metrics(), "dif_batch_failures_total") == 1
 

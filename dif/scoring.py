@@ -73,6 +73,7 @@ class CorrelationScorer:
         self.matrix = standardize(fingerprints)  # [G, D]
         self.spectra = torch.fft.rfft2(self.matrix.reshape(-1, *self.shape)).conj()
         self.weights = _half_spectrum_weights(self.shape[-1], fingerprints.device)
+        self._gen_outer: torch.Tensor | None = None  # built on first use, reused for every batch
 
     @property
     def count(self) -> int:
@@ -82,40 +83,71 @@ class CorrelationScorer:
         """Per-crop zero-shift Pearson correlation, one matrix product: ``[M, G]``."""
         return standardize(residuals) @ self.matrix.T
 
-    def cross_spectra(self, residuals: torch.Tensor, groups: torch.Tensor, count: int) -> torch.Tensor:
-        """``[N, G, H, W/2+1]``: per image (crops averaged) cross-power spectrum with each fingerprint."""
+    def image_spectra(self, residuals: torch.Tensor, groups: torch.Tensor, count: int) -> torch.Tensor:
+        """``[N, C, H, W/2+1]``: spectrum of each image's crop-averaged standardized residual."""
         spec = torch.fft.rfft2(standardize(residuals).reshape(-1, *self.shape))
         summed = torch.zeros((count, *spec.shape[1:]), dtype=spec.dtype, device=spec.device)
         summed.index_add_(0, groups, spec)
         per_image = torch.bincount(groups, minlength=count).clamp_min(1).to(spec.real.dtype)
-        summed = summed / per_image[:, None, None, None]
-        return torch.einsum("nchw,gchw->nghw", summed, self.spectra)
+        return summed / per_image[:, None, None, None]
+
+    def cross_spectra(self, residuals: torch.Tensor, groups: torch.Tensor, count: int,
+                      generators: torch.Tensor | None = None) -> torch.Tensor:
+        """``[N, G, H, W/2+1]`` cross-power spectra (only for the shift search: it grows with N x G)."""
+        spectra = self.spectra if generators is None else self.spectra[generators]
+        return torch.einsum("nchw,gchw->nghw", self.image_spectra(residuals, groups, count), spectra)
+
+    def _energy(self, image_spec: torch.Tensor) -> torch.Tensor:
+        """Mean squared correlation over all shifts, ``[N, G]``, as one matrix product.
+
+        |sum_c R_c conj(F_c)|^2 expands into sum_{c,c'} (R_c conj R_c') conj(F_c conj F_c'):
+        an inner product between a per-image and a per-generator channel-outer-product
+        spectrum. So the cost is one GEMM against all generators instead of a
+        cross-spectrum per (image, generator) pair.
+        """
+        h, w = self.shape[-2:]
+        if self._gen_outer is None:
+            self._gen_outer = self._outer(self.spectra.conj(), self.weights)
+        return (self._outer(image_spec, None) @ self._gen_outer.T) / (h * w) ** 2
+
+    @staticmethod
+    def _outer(spec: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+        outer = spec[:, :, None] * spec[:, None, :].conj()  # [K, C, C, H, Wf]
+        if weights is not None:
+            outer = outer * weights
+        return torch.cat([outer.real.reshape(spec.shape[0], -1), outer.imag.reshape(spec.shape[0], -1)], dim=1)
 
     def score(self, residuals: torch.Tensor, groups: torch.Tensor, count: int) -> Scores:
         """All statistics for ``count`` images whose crops are ``residuals`` (image index in ``groups``)."""
-        h, w = self.shape[-2:]
-        cross = self.cross_spectra(residuals, groups, count)
-        correlation = cross.real.mul(self.weights).sum(dim=(-2, -1)) / (h * w)
-        # Parseval: mean of the squared surface over all h*w shifts.
-        energy = cross.abs().square().mul(self.weights).sum(dim=(-2, -1)) / (h * w) ** 2
-        rms = energy.sqrt().clamp_min(1e-12)
+        unit = standardize(residuals)
+        sums = torch.zeros((count, unit.shape[1]), dtype=unit.dtype, device=unit.device).index_add_(0, groups, unit)
+        per_image = torch.bincount(groups, minlength=count).clamp_min(1).to(unit.dtype)[:, None]
+        mean_unit = sums / per_image  # crop-averaged, so crops add coherently
+        correlation = mean_unit @ self.matrix.T
+        image_spec = torch.fft.rfft2(mean_unit.reshape(-1, *self.shape))
+        rms = self._energy(image_spec).clamp_min(1e-24).sqrt()
         z = correlation / rms
-        if int(self.max_shift.max()) == 0:
-            zeros = torch.zeros_like(z)
-            return Scores(correlation, z, z, torch.zeros((*z.shape, 2), dtype=torch.long, device=z.device), zeros)
-        surf = torch.fft.irfft2(cross, s=(h, w))
-        peak, shift, pce = self._peaks(surf)
-        return Scores(correlation, z, peak / rms, shift, pce)
+        peak_z = z.clone()
+        shift = torch.zeros((*z.shape, 2), dtype=torch.long, device=z.device)
+        pce = torch.zeros_like(z)
+        searched = torch.nonzero(self.max_shift > 0).flatten()
+        if searched.numel():
+            cross = torch.einsum("nchw,gchw->nghw", image_spec, self.spectra[searched])
+            surf = torch.fft.irfft2(cross, s=self.shape[-2:])
+            peak, shift[:, searched], pce[:, searched] = self._peaks(surf, self.max_shift[searched])
+            peak_z[:, searched] = peak / rms[:, searched]
+        return Scores(correlation, z, peak_z, shift, pce)
 
-    def _window(self, size: int) -> torch.Tensor:
-        d = torch.arange(size, device=self.max_shift.device)
+    @staticmethod
+    def _window(size: int, max_shift: torch.Tensor) -> torch.Tensor:
+        d = torch.arange(size, device=max_shift.device)
         d = torch.minimum(d, size - d)
-        near = d[None, :] <= self.max_shift[:, None]  # [G, size]
+        near = d[None, :] <= max_shift[:, None]  # [G, size]
         return near[:, :, None] & near[:, None, :]
 
-    def _peaks(self, surf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _peaks(self, surf: torch.Tensor, max_shift: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         n, g, h, w = surf.shape
-        masked = surf.masked_fill(~self._window(h), float("-inf")).reshape(n, g, -1)
+        masked = surf.masked_fill(~self._window(h, max_shift), float("-inf")).reshape(n, g, -1)
         peak, index = masked.max(dim=2)
         dy, dx = index // w, index % w
         shift = torch.stack([_signed_shift(dy, h), _signed_shift(dx, w)], dim=-1)

@@ -18,6 +18,8 @@ from dif.errors import DifError
 COMMAND_MODULES = (
     "training.commands",
     "app.commands",
+    "training.import_commands",
+    "training.lineage_commands",
 )
 
 

@@ -1,31 +1,41 @@
 """Model lineage: is generator B derived from generator A? Compare their fingerprints.
 
-A naive Pearson correlation between two fingerprints fails (docs/lineage.md): every
-fingerprint also holds what the whole population shares (the fingerprint
-network's prior, the extractor's bias, the generic "fake versus real" direction),
-a fingerprint's sign is arbitrary (only ``fake_centre - real_centre`` fixes it),
-and a child's fingerprint may be a shifted copy of its parent's. So, per pair:
+A naive Pearson correlation between two fingerprints fails (docs/lineage.md):
+every fingerprint also holds what the whole population shares (the fingerprint
+network's prior, the extractor's bias, the generic "fake versus real"
+direction), a fingerprint's sign is arbitrary (only ``fake_centre -
+real_centre`` fixes it), and a child's fingerprint may be a shifted copy of its
+parent's. So, for a pair A, B and a population of fingerprints:
 
-1. orient both fingerprints so that each points towards its generator's images;
-2. project both off the population's shared subspace: the mean of the raw
-   fingerprints (shared prior, whatever the sign) and the mean of the oriented
-   ones (shared fake direction). The pair itself is left out of that
-   population, otherwise each fingerprint's own share of the mean biases the pair;
-3. correlate them at every circular shift by FFT (Pearson per shift);
-4. test two hypotheses: *aligned* (zero shift: crops are cut on the generator's
-   pixel grid, so a child's pattern usually sits where its parent's does) and
+1. orient both so that each points towards its own generator's images;
+2. project both off the shared subspace of the population *without A and B*
+   (a member's own share of a mean would bias its pair): the mean raw
+   fingerprint (shared prior, whatever the sign), the mean oriented one (shared
+   fake direction) and the ``components`` leading principal directions of what
+   remains (a prior shared by a subgroup, e.g. fingerprints trained from one seed);
+3. correlate them at every circular shift at once by FFT (a Pearson
+   correlation per shift);
+4. test two hypotheses: *aligned* (zero shift: crops sit on the generator's
+   pixel grid, so a child's pattern usually lies where its parent's does) and
    *shifted* (the best correlation within ``±max_shift``);
-5. calibrate each against an empirical null (Efron): the Fisher-transformed
-   statistic of every pair of the population, summarised by its median and MAD.
-   Most pairs of a population are unrelated, and the robust summary ignores the
-   few that are not. Each hypothesis gets half the false-positive budget
-   ``alpha`` (Bonferroni); the similarity is the combined p-value written as a
-   z-score, so one threshold serves both.
+5. calibrate both against an empirical null (Efron, 2004) fitted on every
+   pair of the population: the Fisher-transformed zero-shift correlation,
+   summarised by median and MAD, and for the shifted hypothesis the maximum of
+   an effective number of such values (Sidak), fitted to the pairs' window
+   peaks. Most pairs of a population are unrelated and the robust summaries
+   ignore the few that are not. Each hypothesis gets half the false-positive
+   budget ``alpha`` (Bonferroni); the similarity is the combined p-value
+   written as a z-score, so one threshold serves both.
 
-The peak-to-correlation energy (PCE) of the retained peak is reported too, but
-not used to decide: a generator's trace is periodic (its upsampling period), so
-its correlation surface repeats the peak every period and the PCE's "energy
-away from the peak" contains the signal itself (docs/lineage.md has the numbers).
+The peak-to-correlation energy (PCE) at the retained shift is reported but not
+decided on: a generator's trace is periodic (its upsampling period), so the
+correlation surface repeats the peak every period and the PCE's "energy away
+from the peak" holds the signal itself (docs/lineage.md has the numbers).
+
+Everything about the population is computed once: its members' spectra and
+Gram matrix; the shared subspace of any subset of members lies in the span of
+their unit vectors, so leaving a pair out costs an ``n x n`` eigenproblem and
+one combination of spectra, never a pass over pixels.
 """
 
 from __future__ import annotations
@@ -43,14 +53,14 @@ from dif.errors import ArtifactError
 
 STATISTIC = "peak_correlation_z"
 MIN_POPULATION = 5  # 10 pairs: the fewest that give a usable median and MAD
-MAD_TO_SIGMA = 1.4826  # MAD of a Gaussian is 0.6745 sigma
-MIN_SCALE = 1e-3  # keeps a degenerate (identical) population from dividing by zero
+MAD_TO_SIGMA = 1.4826  # the MAD of a Gaussian is 0.6745 sigma
+MIN_SCALE = 1e-3  # keeps a degenerate population (identical pairs) from dividing by zero
 PCE_EXCLUDE = 1  # the peak's own main lobe, left out of the PCE's energy
-Z_CAP = 37.0  # |z| beyond this is a p-value below float precision
+Z_CAP = 37.0  # beyond this a p-value underflows
 
 
 class LineageError(ArtifactError):
-    """The fingerprints cannot be compared (sizes differ, population too small)."""
+    """The fingerprints cannot be compared (crop sizes differ, population too small)."""
 
     code = "lineage_unavailable"
     http_status = 422
@@ -60,22 +70,27 @@ class LineageError(ArtifactError):
 class LineageConfig:
     max_shift: int = 4  # shifts searched per axis by the shifted hypothesis
     alpha: float = 1e-3  # false-positive rate of the related decision, per pair
-    emphasis: float = 0.0  # cross-power weighting exponent (0: plain correlation)
-    components: int = 0  # principal components of the population removed besides its two means
+    components: int = 1  # principal directions removed besides the two means
 
     def __post_init__(self) -> None:
         if not 0 <= self.max_shift <= 64:
             raise ValueError("max_shift must be between 0 and 64")
         if not 0.0 < self.alpha < 0.5:
             raise ValueError("alpha must be in (0, 0.5)")
+        if not 0 <= self.components <= 8:
+            raise ValueError("components must be between 0 and 8")
 
     @property
     def threshold(self) -> float:
         """Similarity (a z-score) at or above which a pair is called related."""
         return inverse_upper_tail(self.alpha)
 
+    def to_dict(self) -> dict[str, float | int]:
+        return {"max_shift": self.max_shift, "alpha": self.alpha, "components": self.components,
+                "threshold": round(self.threshold, 4)}
 
-# --- Gaussian tails without scipy -------------------------------------------------------------
+
+# --- Gaussian tails (no scipy) ------------------------------------------------------------------
 
 def upper_tail(z: float) -> float:
     """P(N(0,1) > z)."""
@@ -98,7 +113,12 @@ def inverse_upper_tail(p: float) -> float:
     return (lo + hi) / 2
 
 
-# --- one pair: raw statistics -----------------------------------------------------------------
+def fisher(r: float) -> float:
+    """atanh, clipped: puts correlations of different strengths on one scale."""
+    return math.atanh(max(-0.999999, min(0.999999, r)))
+
+
+# --- one pair's statistics ----------------------------------------------------------------------
 
 def orientation(fp: Fingerprint) -> float:
     """+1 when the generator's residuals correlate positively with the fingerprint, else -1."""
@@ -113,112 +133,124 @@ def unit(x: torch.Tensor) -> torch.Tensor:
     return x / norm[..., None, None, None]
 
 
-def correlation_surface(a: torch.Tensor, b: torch.Tensor, emphasis: float = 0.0) -> torch.Tensor:
-    """Correlation of unit tensors ``[C, H, W]`` at every circular shift: ``[H, W]`` in [-1, 1].
+def correlation_surface(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Correlation of unit tensors ``[C, H, W]`` at every circular shift: ``[H, W]``.
 
-    Index ``(dy, dx)`` is ``sum a(p) b(p + (dy, dx))``: it peaks there when ``b``'s
-    pattern is ``a``'s moved by ``(dy, dx)``. With ``emphasis`` > 0 both spectra
-    are first weighted by the pair's cross-power to that power, which favours
-    the line spectra of upsampling traces over broadband coincidences; the
-    result is still a correlation (Cauchy-Schwarz keeps it within [-1, 1]).
+    Index ``(dy, dx)`` is ``sum_p a(p) b(p + (dy, dx))``: it peaks there when
+    ``b``'s pattern is ``a``'s moved by ``(dy, dx)``.
     """
-    h, w = a.shape[-2:]
-    fa, fb = torch.fft.rfft2(a), torch.fft.rfft2(b)
-    cross = (fa.conj() * fb).sum(dim=0)
-    if emphasis == 0.0:
-        return torch.fft.irfft2(cross, s=(h, w))
-    mag = cross.abs()
-    weight = (mag / mag.mean().clamp_min(1e-300)).pow(emphasis)
-    # Parseval weights of the half spectrum: inner columns stand for two bins.
-    half = torch.full((w // 2 + 1,), 2.0, dtype=mag.dtype)
-    half[0] = 1.0
-    if w % 2 == 0:
-        half[-1] = 1.0
-    energy_a = (fa.abs().square().sum(dim=0) * weight * half).sum()
-    energy_b = (fb.abs().square().sum(dim=0) * weight * half).sum()
-    return torch.fft.irfft2(cross * weight, s=(h, w)) * (h * w) / (energy_a * energy_b).sqrt().clamp_min(1e-300)
+    cross = (torch.fft.rfft2(a).conj() * torch.fft.rfft2(b)).sum(dim=0)
+    return torch.fft.irfft2(cross, s=tuple(a.shape[-2:]))
 
 
-def _window(h: int, w: int, max_shift: int) -> torch.Tensor:
-    dy, dx = torch.arange(h), torch.arange(w)
-    dy, dx = torch.minimum(dy, h - dy), torch.minimum(dx, w - dx)
-    return (dy[:, None] <= max_shift) & (dx[None, :] <= max_shift)
+def _window_indices(size: int, max_shift: int) -> torch.Tensor:
+    """Circular indices of shifts ``-max_shift..max_shift`` along one axis (each once)."""
+    reach = min(max_shift, (size - 1) // 2)
+    return torch.arange(-reach, reach + 1).remainder(size)
 
 
 def _signed(index: int, size: int) -> int:
     return index - size if index > size // 2 else index
 
 
-def peak_pce(surface: torch.Tensor, dy: int, dx: int) -> float:
-    """Signed PCE: the value at ``(dy, dx)`` squared over the mean energy away from it."""
-    h, w = surface.shape
-    ddy = (torch.arange(h)[:, None] - dy).remainder(h)
-    ddx = (torch.arange(w)[None, :] - dx).remainder(w)
-    far = (torch.minimum(ddy, h - ddy) > PCE_EXCLUDE) | (torch.minimum(ddx, w - ddx) > PCE_EXCLUDE)
-    peak = float(surface[dy, dx])
-    return math.copysign(peak * peak / max(float(surface[far].square().mean()), 1e-300), peak)
-
-
 @dataclass(frozen=True)
 class PairStats:
     """Uncalibrated statistics of one pair."""
 
-    aligned: float  # Pearson correlation at zero shift
-    peak: float  # best Pearson correlation within the window
-    shift: tuple[int, int]  # where ``peak`` was found, (dy, dx) signed
+    aligned: float  # correlation at zero shift
+    peak: float  # best correlation within the window
+    shift: tuple[int, int]  # where ``peak`` is, (dy, dx) signed
     pce_aligned: float
     pce_peak: float
 
-
-def pair_stats(a: torch.Tensor, b: torch.Tensor, max_shift: int, emphasis: float = 0.0) -> PairStats:
-    surface = correlation_surface(a, b, emphasis)
-    h, w = surface.shape
-    masked = surface.masked_fill(~_window(h, w, max_shift), float("-inf"))
-    dy, dx = divmod(int(masked.argmax()), w)
-    return PairStats(aligned=float(surface[0, 0]), peak=float(surface[dy, dx]),
-                     shift=(_signed(dy, h), _signed(dx, w)),
-                     pce_aligned=peak_pce(surface, 0, 0), pce_peak=peak_pce(surface, dy, dx))
+    def swapped(self) -> PairStats:
+        """The same pair measured the other way round (B against A)."""
+        return PairStats(self.aligned, self.peak, (-self.shift[0], -self.shift[1]), self.pce_aligned,
+                         self.pce_peak)
 
 
-def fisher(r: float) -> float:
-    """atanh, clipped: makes correlations of different strengths comparable on one scale."""
-    return math.atanh(max(-0.999999, min(0.999999, r)))
+def _pce(surfaces: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, energy: torch.Tensor) -> torch.Tensor:
+    """Signed PCE of each surface at ``(dy, dx)``: the value squared over the mean energy away from it.
+
+    The energy away from the peak is the total minus the peak's ``(2 PCE_EXCLUDE + 1)^2`` neighbourhood.
+    """
+    count, h, w = surfaces.shape
+    offsets = torch.arange(-PCE_EXCLUDE, PCE_EXCLUDE + 1)
+    rows = (dy[:, None] + offsets).remainder(h)[:, :, None]
+    cols = (dx[:, None] + offsets).remainder(w)[:, None, :]
+    near = surfaces[torch.arange(count)[:, None, None], rows, cols]
+    far = (energy - near.square().sum(dim=(1, 2))) / (h * w - near[0].numel())
+    peak = surfaces[torch.arange(count), dy, dx]
+    return torch.sign(peak) * peak.square() / far.clamp_min(1e-30)
 
 
-# --- the population: shared subspace and empirical null ---------------------------------------
+def surface_stats(surfaces: torch.Tensor, max_shift: int) -> list[PairStats]:
+    """Aligned value, window peak, its shift and both PCEs of each surface ``[P, H, W]``."""
+    count, h, w = surfaces.shape
+    rows, cols = _window_indices(h, max_shift), _window_indices(w, max_shift)
+    window = surfaces[:, rows][:, :, cols].reshape(count, -1)
+    best = window.argmax(dim=1)
+    dy, dx = rows[best // len(cols)], cols[best % len(cols)]
+    energy = surfaces.square().sum(dim=(1, 2))
+    zeros = torch.zeros(count, dtype=torch.long)
+    pce_aligned, pce_peak = _pce(surfaces, zeros, zeros, energy), _pce(surfaces, dy, dx, energy)
+    peak = surfaces[torch.arange(count), dy, dx]
+    return [PairStats(aligned=float(surfaces[k, 0, 0]), peak=float(peak[k]),
+                      shift=(_signed(int(dy[k]), h), _signed(int(dx[k]), w)),
+                      pce_aligned=float(pce_aligned[k]), pce_peak=float(pce_peak[k])) for k in range(count)]
+
+
+# --- the population: shared subspace and empirical null -----------------------------------------
 
 @dataclass(frozen=True)
 class Null:
-    """Robust centre and scale of the Fisher-transformed statistics over a population's pairs."""
+    """What unrelated pairs look like in this population.
 
-    aligned_centre: float
-    aligned_scale: float
-    peak_centre: float
-    peak_scale: float
+    The correlation at any one shift is Gaussian (after Fisher's transform)
+    with a robust centre and scale taken from every pair's zero-shift value.
+    The best of a window of shifts is the maximum of ``shifts`` such values:
+    ``shifts`` is the effective number of independent shifts (neighbouring
+    shifts of a smooth or periodic surface are correlated), fitted so that the
+    population's median window peak is the median of that maximum.
+    """
+
+    centre: float
+    scale: float
+    shifts: float
     pairs: int
 
     @classmethod
-    def fit(cls, stats: Sequence[PairStats]) -> Null:
-        def robust(values: list[float]) -> tuple[float, float]:
-            t = torch.tensor(values, dtype=torch.float64)
-            centre = float(t.median())
-            return centre, max(MAD_TO_SIGMA * float((t - centre).abs().median()), MIN_SCALE)
+    def fit(cls, stats: Sequence[PairStats], window: int) -> Null:
+        aligned = torch.tensor([fisher(s.aligned) for s in stats], dtype=torch.float64)
+        centre = float(aligned.median())
+        scale = max(MAD_TO_SIGMA * float((aligned - centre).abs().median()), MIN_SCALE)
+        peaks = torch.tensor([fisher(s.peak) for s in stats], dtype=torch.float64)
+        median_peak = (float(peaks.median()) - centre) / scale
+        # P(max of K standard normals <= m) = Phi(m)^K = 1/2  =>  K = log(1/2) / log(Phi(m)).
+        below = 1.0 - upper_tail(median_peak)
+        shifts = math.log(0.5) / math.log(below) if 0.5 < below < 1.0 else 1.0
+        return cls(centre, scale, min(max(shifts, 1.0), float(window)), len(stats))
 
-        ac, asc = robust([fisher(s.aligned) for s in stats])
-        pc, psc = robust([fisher(s.peak) for s in stats])
-        return cls(ac, asc, pc, psc, len(stats))
+    def z(self, r: float) -> float:
+        return (fisher(r) - self.centre) / self.scale
+
+    def p_aligned(self, r: float) -> float:
+        return upper_tail(self.z(r))
+
+    def p_peak(self, r: float) -> float:
+        """Chance that the best of ``shifts`` unrelated shifts reaches ``r`` (Sidak)."""
+        q = upper_tail(self.z(r))
+        return 1.0 if q >= 1.0 else -math.expm1(self.shifts * math.log1p(-q))
 
     def to_dict(self) -> dict[str, float | int]:
-        return {"aligned_centre": self.aligned_centre, "aligned_scale": self.aligned_scale,
-                "peak_centre": self.peak_centre, "peak_scale": self.peak_scale, "pairs": self.pairs}
+        return {"centre": self.centre, "scale": self.scale, "effective_shifts": self.shifts, "pairs": self.pairs}
 
 
 def _orthonormal_rows(coef: torch.Tensor, gram: torch.Tensor) -> torch.Tensor:
-    """Coefficients of orthonormal vectors spanning ``coef @ members`` (members' Gram matrix ``gram``).
+    """Coefficients of orthonormal vectors spanning those of ``coef`` over members with Gram ``gram``.
 
-    Works in the population's coefficient space (``[k, m]``), never on pixels:
-    the vectors ``coef @ U`` have Gram ``coef @ gram @ coef.T``; its eigenvectors
-    rotate and rescale them to an orthonormal set; near-dependent ones are dropped.
+    The vectors ``coef @ U`` have Gram ``coef @ gram @ coef.T``; its eigenvectors
+    rotate and rescale them into an orthonormal set; near-dependent ones are dropped.
     """
     values, vectors = torch.linalg.eigh(coef @ gram @ coef.T)
     keep = values > 1e-10 * max(float(values.max()), 1e-30)
@@ -228,18 +260,16 @@ def _orthonormal_rows(coef: torch.Tensor, gram: torch.Tensor) -> torch.Tensor:
 class Population:
     """Fingerprints of one crop size: their shared subspace and the null of their pairs.
 
-    Members are keyed by tensor digest, so a fingerprint compared with another
-    is always left out of the background it is compared against. The shared
-    subspace of any subset of members lies in the span of their unit vectors,
-    so it is computed from their Gram matrix (``n x n``), not from pixels.
+    Members are keyed by tensor digest: a fingerprint compared with another is
+    always left out of the background it is compared against.
     """
 
     def __init__(self, fingerprints: Sequence[Fingerprint], config: LineageConfig = LineageConfig()):
         if len(fingerprints) < MIN_POPULATION:
             raise LineageError(
-                f"lineage needs a population of at least {MIN_POPULATION} fingerprints of one crop size "
-                f"(to learn what they all share and what unrelated pairs look like); got {len(fingerprints)}. "
-                "Compare within a larger set, or pass --population DIR with more artifacts"
+                f"lineage needs a population of at least {MIN_POPULATION} fingerprints of one crop size, to "
+                f"learn what they all share and what unrelated pairs look like; got {len(fingerprints)}. "
+                "Compare within a larger set (e.g. pass --population DIR with more artifacts)"
             )
         sizes = sorted({fp.crop_size for fp in fingerprints})
         if len(sizes) != 1:
@@ -250,7 +280,10 @@ class Population:
         self.keys = [tensor_digest(fp.tensor) for fp in fingerprints]
         if len(set(self.keys)) != len(self.keys):
             raise LineageError("the population holds the same fingerprint twice; remove the duplicate")
-        self.units = unit(torch.stack([fp.tensor for fp in fingerprints])).flatten(1)  # [n, D]
+        units = unit(torch.stack([fp.tensor for fp in fingerprints]))
+        self.units = units.flatten(1)  # [n, D]
+        # Spectra in single precision: correlations need 4 digits, and this halves time and memory.
+        self.spectra = torch.fft.rfft2(units.to(torch.float32))  # [n, C, H, W/2+1]
         self.signs = torch.tensor([orientation(fp) for fp in fingerprints], dtype=torch.float64)
         self.gram = self.units @ self.units.T
         self._null: Null | None = None
@@ -260,61 +293,86 @@ class Population:
         key = tensor_digest(fp.tensor)
         return self.keys.index(key) if key in self.keys else None
 
-    def background(self, exclude: Sequence[Fingerprint]) -> tuple[list[int], torch.Tensor]:
-        """Members left after ``exclude``, and orthonormal coefficients ``[k, m]`` of their shared subspace.
-
-        The subspace is spanned by the mean raw fingerprint (shared prior), the
-        mean oriented one (shared fake direction) and the first ``components``
-        principal directions of what remains (priors shared by a subgroup, e.g.
-        fingerprints trained from the same seed).
-        """
-        skip = {i for i in (self.index(fp) for fp in exclude) if i is not None}
-        keep = [i for i in range(len(self.members)) if i not in skip]
+    def background(self, exclude: Sequence[int]) -> tuple[list[int], torch.Tensor]:
+        """Members other than ``exclude`` and orthonormal coefficients ``[k, m]`` of their shared subspace."""
+        keep = [i for i in range(len(self.members)) if i not in set(exclude)]
         gram = self.gram[keep][:, keep]
         means = torch.stack([torch.ones(len(keep), dtype=torch.float64), self.signs[keep]])
         basis = _orthonormal_rows(means, gram)
         if self.config.components > 0:
-            # Members with the means projected out, as coefficients; their principal directions.
+            # What remains of each member once the means are projected out (as coefficients).
             rest = torch.eye(len(keep), dtype=torch.float64) - (basis @ gram).T @ basis
             values, vectors = torch.linalg.eigh(rest @ gram @ rest.T)
             top = vectors[:, values.argsort(descending=True)[: self.config.components]]
             basis = _orthonormal_rows(torch.cat([basis, top.T @ rest]), gram)
         return keep, basis
 
-    def prepare(self, fp: Fingerprint, keep: list[int], basis: torch.Tensor) -> torch.Tensor:
-        """Oriented unit fingerprint ``[C, H, W]`` with the shared subspace projected out."""
-        x = unit(fp.tensor).flatten()
-        members = self.units[keep]
-        along = basis @ (members @ x)  # coordinates of x on the orthonormal basis
-        x = x - (basis.T @ along) @ members
-        return unit(x.reshape(fp.tensor.shape)) * orientation(fp)
+    def _side(self, fp: Fingerprint, keep: list[int], basis: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """One side of a pair: its own spectrum, the member weights to subtract, and the scale after."""
+        i = self.index(fp)
+        if i is not None:
+            dots, spectrum = self.gram[i, keep], self.spectra[i]
+        else:
+            x = unit(fp.tensor)
+            dots, spectrum = self.units[keep] @ x.flatten(), torch.fft.rfft2(x.to(torch.float32))
+        along = basis @ dots  # coordinates on the orthonormal basis
+        weights = torch.zeros(len(self.members), dtype=torch.float64)
+        weights[keep] = basis.T @ along  # the same projection as a combination of members
+        # x is unit and the basis orthonormal, so what remains has norm sqrt(1 - |along|^2).
+        scale = orientation(fp) / math.sqrt(max(1.0 - float(along @ along), 1e-12))
+        return spectrum, weights, scale
+
+    def stats_many(self, pairs: Sequence[tuple[Fingerprint, Fingerprint]], chunk: int = 16) -> list[PairStats]:
+        """Statistics of many pairs, a chunk at a time: few large tensor operations, not many small ones."""
+        out: list[PairStats] = []
+        for start in range(0, len(pairs), chunk):
+            sides: list[list[tuple[torch.Tensor, torch.Tensor, float]]] = [[], []]
+            for a, b in pairs[start : start + chunk]:
+                for fp in (a, b):
+                    if fp.crop_size != self.size:
+                        raise LineageError(
+                            f"{fp.name} has crop size {fp.crop_size} but the population's is {self.size}; "
+                            "fingerprints of different crop sizes cannot be compared"
+                        )
+                keep, basis = self.background([i for i in (self.index(a), self.index(b)) if i is not None])
+                sides[0].append(self._side(a, keep, basis))
+                sides[1].append(self._side(b, keep, basis))
+            prepared = []
+            for side in sides:
+                own = torch.stack([spectrum for spectrum, _, _ in side])
+                weights = torch.stack([w for _, w, _ in side]).to(own.dtype)
+                scale = torch.tensor([sc for _, _, sc in side], dtype=torch.float32)
+                projected = own - torch.einsum("pn,nchw->pchw", weights, self.spectra)
+                prepared.append(projected * scale[:, None, None, None])
+            cross = (prepared[0].conj() * prepared[1]).sum(dim=1)
+            surfaces = torch.fft.irfft2(cross, s=(self.size, self.size))
+            out += surface_stats(surfaces, self.config.max_shift)
+        return out
 
     def stats(self, a: Fingerprint, b: Fingerprint) -> PairStats:
-        for fp in (a, b):
-            if fp.crop_size != self.size:
-                raise LineageError(
-                    f"{fp.name} has crop size {fp.crop_size} but the population's is {self.size}; "
-                    "fingerprints of different crop sizes cannot be compared"
-                )
-        keep, basis = self.background([a, b])
-        return pair_stats(self.prepare(a, keep, basis), self.prepare(b, keep, basis), self.config.max_shift,
-                          self.config.emphasis)
+        return self.stats_many([(a, b)])[0]
 
     def member_stats(self, i: int, j: int) -> PairStats:
-        """Statistics of members ``i < j``, computed once."""
-        if (i, j) not in self._member_stats:
-            self._member_stats[(i, j)] = self.stats(self.members[i], self.members[j])
+        """Statistics of members ``i`` and ``j`` (all member pairs are computed together, once)."""
+        if i > j:
+            return self.member_stats(j, i).swapped()
+        if not self._member_stats:
+            pairs = list(itertools.combinations(range(len(self.members)), 2))
+            stats = self.stats_many([(self.members[p], self.members[q]) for p, q in pairs])
+            self._member_stats = dict(zip(pairs, stats, strict=True))
         return self._member_stats[(i, j)]
 
     @property
     def null(self) -> Null:
         if self._null is None:
             pairs = itertools.combinations(range(len(self.members)), 2)
-            self._null = Null.fit([self.member_stats(i, j) for i, j in pairs])
+            reach = min(self.config.max_shift, (self.size - 1) // 2)
+            self._null = Null.fit([self.member_stats(i, j) for i, j in pairs], (2 * reach + 1) ** 2)
         return self._null
 
 
-# --- calibrated comparison --------------------------------------------------------------------
+# --- calibrated comparison ----------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Comparison:
@@ -322,9 +380,9 @@ class Comparison:
     b: str
     similarity: float  # z-score of the combined p-value: related when >= threshold
     related: bool
-    shift: tuple[int, int]  # (dy, dx) of the retained hypothesis; (0, 0) when aligned
-    hypothesis: str  # "aligned" or "shifted"
-    correlation: float  # Pearson correlation at that shift, after removing the shared subspace
+    shift: tuple[int, int]  # (dy, dx): B's pattern is A's moved by this much
+    hypothesis: str  # "aligned" or "shifted": which test gave the p-value
+    correlation: float  # at that shift, after the shared subspace is removed
     pce: float  # peak-to-correlation energy at that shift (reported, not decided on)
     p_value: float
     threshold: float
@@ -343,18 +401,17 @@ class Comparison:
 
 def calibrate(a: Fingerprint, b: Fingerprint, stats: PairStats, null: Null, config: LineageConfig,
               population: int) -> Comparison:
-    z_aligned = (fisher(stats.aligned) - null.aligned_centre) / null.aligned_scale
-    z_peak = (fisher(stats.peak) - null.peak_centre) / null.peak_scale
-    p_aligned, p_peak = upper_tail(z_aligned), upper_tail(z_peak)
-    aligned = p_aligned <= p_peak
+    p_aligned, p_peak = null.p_aligned(stats.aligned), null.p_peak(stats.peak)
+    aligned = p_aligned <= p_peak or stats.shift == (0, 0)
     p = min(1.0, 2.0 * min(p_aligned, p_peak))  # Bonferroni over the two hypotheses
-    similarity = max(-Z_CAP, min(Z_CAP, inverse_upper_tail(p) if p < 1.0 else min(z_aligned, z_peak)))
+    # Below p's resolution the z-scores still rank pairs, so fall back to them.
+    z = inverse_upper_tail(p) if 1e-300 < p < 1.0 else null.z(stats.aligned if aligned else stats.peak)
     warnings = []
     if a.extractor_key != b.extractor_key:
         warnings.append(f"extractors differ ({a.extractor_key} vs {b.extractor_key}): their residuals are "
                         "not the same signal, so the comparison is weaker")
     return Comparison(
-        a=a.name, b=b.name, similarity=similarity, related=p <= config.alpha,
+        a=a.name, b=b.name, similarity=max(-Z_CAP, min(Z_CAP, z)), related=p <= config.alpha,
         shift=(0, 0) if aligned else stats.shift, hypothesis="aligned" if aligned else "shifted",
         correlation=stats.aligned if aligned else stats.peak,
         pce=stats.pce_aligned if aligned else stats.pce_peak, p_value=p, threshold=config.threshold,
@@ -365,13 +422,9 @@ def calibrate(a: Fingerprint, b: Fingerprint, stats: PairStats, null: Null, conf
 def compare(a: Fingerprint, b: Fingerprint, population: Population) -> Comparison:
     """Calibrated lineage of ``a`` and ``b`` against ``population`` (which may contain them)."""
     i, j = population.index(a), population.index(b)
-    if i is not None and j is not None and i != j:
-        stats = population.member_stats(min(i, j), max(i, j))
-        if i > j:  # the stored pair was measured the other way round
-            stats = PairStats(stats.aligned, stats.peak, (-stats.shift[0], -stats.shift[1]),
-                              stats.pce_aligned, stats.pce_peak)
-    else:
-        stats = population.stats(a, b)
+    if i is not None and i == j:
+        raise LineageError(f"{a.name} and {b.name} are the same fingerprint")
+    stats = population.member_stats(i, j) if i is not None and j is not None else population.stats(a, b)
     return calibrate(a, b, stats, population.null, population.config, len(population.members))
 
 
@@ -380,20 +433,18 @@ class LineageMatrix:
     names: list[str]
     comparisons: dict[tuple[int, int], Comparison]  # i < j
 
-    def values(self, key: str = "similarity") -> list[list[float | None]]:
+    def values(self, key: str = "similarity") -> list[list[Any]]:
+        """A symmetric ``n x n`` table of one field of the comparisons, ``None`` on the diagonal."""
         n = len(self.names)
-        out: list[list[float | None]] = [[None] * n for _ in range(n)]
+        out: list[list[Any]] = [[None] * n for _ in range(n)]
         for (i, j), c in self.comparisons.items():
-            out[i][j] = out[j][i] = float(getattr(c, key))
+            out[i][j] = out[j][i] = getattr(c, key)
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "names": self.names, "statistic": STATISTIC,
-            "similarity": self.values("similarity"), "related": [
-                [None if v is None else bool(v) for v in row] for row in self.values("related")],
-            "pairs": [c.to_dict() for c in self.comparisons.values()],
-        }
+        return {"names": self.names, "statistic": STATISTIC,
+                "similarity": [[None if v is None else round(v, 4) for v in row] for row in self.values()],
+                "related": self.values("related"), "pairs": [c.to_dict() for c in self.comparisons.values()]}
 
 
 def matrix(fingerprints: Sequence[Fingerprint], population: Population) -> LineageMatrix:

@@ -40,12 +40,20 @@ def save_png(image: Image.Image, path: Path) -> None:
     image.save(path, format="PNG")
 
 
-def heatmap_image(matrix: np.ndarray, labels: list[str], cell: int = 48, title: str = "") -> Image.Image:
-    """Annotated heatmap of a square or rectangular matrix (rows and columns share ``labels`` when square)."""
+def heatmap_image(matrix: np.ndarray, labels: list[str], cell: int = 48, title: str = "",
+                  col_labels: list[str] | None = None, outline: np.ndarray | None = None,
+                  missing: str | None = None) -> Image.Image:
+    """Annotated heatmap of a square or rectangular matrix (rows and columns share ``labels`` when square).
+
+    ``col_labels`` names the columns of a rectangular matrix; ``outline`` (bool,
+    same shape) frames the cells that pass a decision; ``missing`` is written in
+    non-finite cells instead of ``nan`` (e.g. the diagonal of a pairwise matrix).
+    """
     rows, cols = matrix.shape
-    margin = 8 * max(len(s) for s in labels) + 16
+    col_labels = col_labels or (labels if cols == len(labels) else [str(c) for c in range(cols)])
+    margin = 8 * max(len(s) for s in [*labels, *col_labels]) + 16
     top = margin + (20 if title else 0)
-    img = Image.new("RGB", (margin + cols * cell + 8, top + rows * cell + 8), "white")
+    img = Image.new("RGB", (max(margin + cols * cell + 8, 8 * len(title) + 16), top + rows * cell + 8), "white")
     draw = ImageDraw.Draw(img)
     if title:
         draw.text((8, 4), title, fill="black")
@@ -58,9 +66,14 @@ def heatmap_image(matrix: np.ndarray, labels: list[str], cell: int = 48, title: 
             t = 0.0 if not np.isfinite(v) else (v - lo) / max(hi - lo, 1e-12)
             colour = (int(255 * t), int(80 + 80 * (1 - abs(2 * t - 1))), int(255 * (1 - t)))
             x0, y0 = margin + c * cell, top + r * cell
+            if missing is not None and not np.isfinite(v):
+                draw.rectangle([x0, y0, x0 + cell - 1, y0 + cell - 1], fill=(200, 200, 200))
+                draw.text((x0 + 4, y0 + cell // 2 - 5), missing, fill="black")
+                continue
             draw.rectangle([x0, y0, x0 + cell - 1, y0 + cell - 1], fill=colour)
+            if outline is not None and bool(outline[r, c]):
+                draw.rectangle([x0 + 1, y0 + 1, x0 + cell - 2, y0 + cell - 2], outline="black", width=3)
             draw.text((x0 + 4, y0 + cell // 2 - 5), f"{v:.2f}", fill="white")
-    col_labels = labels if cols == len(labels) else [str(c) for c in range(cols)]
     for c, name in enumerate(col_labels):
         for i, ch in enumerate(name[: margin // 10]):
             draw.text((margin + c * cell + cell // 2 - 3, 4 + (20 if title else 0) + i * 10), ch, fill="black")

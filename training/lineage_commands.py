@@ -1,0 +1,193 @@
+"""``dif lineage``, ``dif lineage-matrix``, ``dif cross-detect``: model lineage from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dif.artifact import METADATA_FILE, Fingerprint, discover, load_fingerprint, tensor_digest
+from dif.errors import ArtifactError
+from dif.extractors import create
+from dif.lineage import LineageConfig, LineageMatrix, Population, compare, matrix
+from dif.render import heatmap_image, save_png
+from training.data import FAKE, build_cache, scan
+from training.evaluate import evaluate_cache
+from training.pipeline import image_features
+from training.trainer import resolve_device
+
+
+def expand(paths: list[Path]) -> list[Fingerprint]:
+    """Artifacts named by ``paths``: an artifact folder itself, or a folder of artifact folders."""
+    found: list[Fingerprint] = []
+    for path in paths:
+        if (path / METADATA_FILE).is_file():
+            found.append(load_fingerprint(path))
+        elif path.is_dir():
+            children = discover(path)
+            if not children:
+                raise ArtifactError(f"{path} is neither an artifact folder nor a folder of artifacts")
+            found += [load_fingerprint(child) for child in children]
+        else:
+            raise ArtifactError(f"{path} does not exist; pass artifact folders (or folders of them)")
+    return found
+
+
+def unique(fingerprints: list[Fingerprint]) -> list[Fingerprint]:
+    """Drop repeated artifacts (same tensor), keeping the first."""
+    seen: dict[str, Fingerprint] = {}
+    for fp in fingerprints:
+        seen.setdefault(tensor_digest(fp.tensor), fp)
+    return list(seen.values())
+
+
+def population_of(compared: list[Fingerprint], extra: list[Path], siblings: list[Path]) -> list[Fingerprint]:
+    """The compared fingerprints, those of ``extra`` folders and of ``siblings`` (folders beside them).
+
+    Only fingerprints of the compared ones' crop size can be part of it.
+    """
+    pool = [*compared, *expand(extra)]
+    for folder in siblings:
+        if folder.is_dir():
+            pool += [load_fingerprint(p) for p in discover(folder)]
+    size = compared[0].crop_size
+    return unique([fp for fp in pool if fp.crop_size == size])
+
+
+def config_of(args: argparse.Namespace) -> LineageConfig:
+    return LineageConfig(max_shift=args.max_shift, alpha=args.alpha)
+
+
+def cmd_lineage(args: argparse.Namespace) -> int:
+    a, b = load_fingerprint(args.a_dir), load_fingerprint(args.b_dir)
+    siblings = [] if args.population else sorted({args.a_dir.resolve().parent, args.b_dir.resolve().parent})
+    started = time.perf_counter()
+    population = Population(population_of([a, b], args.population or [], siblings), config_of(args))
+    result = compare(a, b, population)
+    report: dict[str, Any] = {**result.to_dict(), "null": population.null.to_dict(),
+                              "seconds": round(time.perf_counter() - started, 3)}
+    if args.json:
+        print(json.dumps(report, sort_keys=True))
+    else:
+        verdict = "related" if result.related else "not related"
+        print(f"{a.name} vs {b.name}: {verdict} (similarity {result.similarity:+.2f}, threshold "
+              f"{result.threshold:.2f}, p={result.p_value:.2g}, {result.hypothesis} at shift "
+              f"{list(result.shift)}, correlation {result.correlation:+.3f}; population of {result.population})")
+        for warning in result.warnings:
+            print(f"warning: {warning}")
+    return 0
+
+
+def similarity_array(result: LineageMatrix) -> np.ndarray:
+    """Similarities as a float array, NaN on the diagonal (a fingerprint is not compared with itself)."""
+    return np.array([[np.nan if v is None else v for v in row] for row in result.values()], dtype=float)
+
+
+def cmd_lineage_matrix(args: argparse.Namespace) -> int:
+    fingerprints = unique(expand(args.fp_dirs))
+    started = time.perf_counter()
+    population = Population(population_of(fingerprints, args.population or [], []), config_of(args))
+    result = matrix(fingerprints, population)
+    seconds = time.perf_counter() - started
+    if args.png:
+        values = similarity_array(result)
+        related = np.array([[bool(v) for v in row] for row in result.values("related")])
+        title = (f"lineage similarity (z; framed = related, >= {population.config.threshold:.2f}; "
+                 f"max shift {population.config.max_shift})")
+        save_png(heatmap_image(values, result.names, cell=56, title=title, outline=related, missing="-"),
+                 args.png)
+    if args.json:
+        print(json.dumps({**result.to_dict(), "null": population.null.to_dict(),
+                          "seconds": round(seconds, 3)}, sort_keys=True))
+    else:
+        for c in result.comparisons.values():
+            if c.related:
+                print(f"related: {c.a} ~ {c.b} (similarity {c.similarity:+.2f}, shift {list(c.shift)})")
+        print(f"{len(result.comparisons)} pairs of {len(result.names)} fingerprints in {seconds:.2f} s"
+              + (f"; heatmap in {args.png}" if args.png else ""))
+    return 0
+
+
+def cmd_cross_detect(args: argparse.Namespace) -> int:
+    """Accuracy of each fingerprint on each generator's labelled folder (rows: fingerprints, columns: data)."""
+    fingerprints = unique(expand(args.fp_dirs))
+    device = resolve_device(args.device)
+    folders = [d for d in args.data if (d / "1_fake").is_dir()] or \
+        [d for root in args.data for d in sorted(root.iterdir()) if (d / "1_fake").is_dir()]
+    if not folders:
+        raise ArtifactError("no data folder with 0_real/ and 1_fake/ found; pass generator folders or their parent")
+    caches: dict[tuple[str, int, int, int, str], Any] = {}
+    rows = []
+    for fp in fingerprints:
+        extractor = create(fp.extractor_key, args.extractor_dir)
+        row = []
+        for folder in folders:
+            key = (fp.extractor_key, fp.crop_size, fp.detection.max_crops, fp.detection.align, str(folder))
+            if key not in caches:
+                caches[key] = build_cache(scan(folder), extractor, fp.crop_size, fp.detection.max_crops,
+                                          fp.detection.align, device, progress=False)
+            cache = caches[key]
+            report = evaluate_cache(fp, cache, device)
+            # The raw feature on B's fakes: a threshold can flag every generator's images (they share
+            # "fake" traits), while the feature's level says how much of A's own trace B's images carry.
+            feature = image_features(fp.tensor, cache, fp.detection, device)[cache.labels == FAKE]
+            row.append({"data": folder.name, "accuracy": report["accuracy"],
+                        "fake_detected": report["accuracy_fake"], "real_kept": report["accuracy_real"],
+                        "auc": report["auc"], "fake_feature": float(feature.mean())})
+        rows.append({"fingerprint": fp.name, "results": row})
+    values = np.array([[r[args.metric] for r in row["results"]] for row in rows], dtype=float)
+    if args.png:
+        title = f"cross-detection: {args.metric} of each fingerprint (rows) on each generator's images (columns)"
+        save_png(heatmap_image(values, [r["fingerprint"] for r in rows], cell=56, title=title,
+                               col_labels=[f.name for f in folders]), args.png)
+    if args.json:
+        print(json.dumps({"metric": args.metric, "data": [f.name for f in folders], "rows": rows}, sort_keys=True))
+    else:
+        width = max(len(f.name) for f in folders) + 2
+        print(" " * 16 + "".join(f.name.rjust(width) for f in folders))
+        for row, line in zip(rows, values, strict=True):
+            print(row["fingerprint"][:15].ljust(16) + "".join(f"{v:.3f}".rjust(width) for v in line))
+    return 0
+
+
+def _add_lineage_options(p: argparse.ArgumentParser) -> None:
+    defaults = LineageConfig()
+    p.add_argument("--population", type=Path, nargs="+", default=None,
+                   help="artifact folders (or folders of them) that, with those compared, teach what "
+                        "fingerprints share and what unrelated pairs look like")
+    p.add_argument("--max-shift", type=int, default=defaults.max_shift,
+                   help="largest shift (pixels per axis) the shifted hypothesis searches")
+    p.add_argument("--alpha", type=float, default=defaults.alpha,
+                   help="false-positive rate of the related decision, per pair")
+    p.add_argument("--json", action="store_true")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("lineage", help="is B derived from A? compare two fingerprint artifacts",
+                       description="Default population: every artifact in the folders holding A and B.")
+    p.add_argument("a_dir", type=Path)
+    p.add_argument("b_dir", type=Path)
+    _add_lineage_options(p)
+    p.set_defaults(func=cmd_lineage)
+
+    p = sub.add_parser("lineage-matrix", help="lineage of every pair of fingerprints, as JSON and a heatmap")
+    p.add_argument("fp_dirs", type=Path, nargs="+", help="artifact folders, or folders of artifact folders")
+    p.add_argument("--png", type=Path, default=None, help="write the heatmap here")
+    _add_lineage_options(p)
+    p.set_defaults(func=cmd_lineage_matrix)
+
+    p = sub.add_parser("cross-detect", help="accuracy of each fingerprint on each generator's labelled images")
+    p.add_argument("fp_dirs", type=Path, nargs="+", help="artifact folders, or folders of artifact folders")
+    p.add_argument("--data", type=Path, nargs="+", required=True,
+                   help="generator folders with 0_real/ and 1_fake/, or one folder holding them")
+    p.add_argument("--metric", default="accuracy", choices=["accuracy", "fake_detected", "real_kept", "auc", "fake_feature"],
+                   help="the number shown in the heatmap")
+    p.add_argument("--png", type=Path, default=None)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--extractor-dir", type=Path, default=None, help="weights folder of a learned extractor")
+    p.set_defaults(func=cmd_cross_detect)

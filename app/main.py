@@ -10,7 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from app.errors import install_handlers
 from app.middleware import BodyLimitMiddleware, RequestContextMiddleware
-from app.routes import admin, detect, generators, health, metrics
+from app.routes import admin, detect, generators, health, lineage, metrics
 from app.service import Service
 from app.settings import Settings
 from dif import __version__
@@ -43,6 +43,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
             allow_headers=["X-API-Key", "X-Request-ID", "Content-Type"], expose_headers=["X-Request-ID"],
         )
-    for router in (health.router, metrics.router, detect.router, generators.router, admin.router):
+    for router in (health.router, metrics.router, detect.router, generators.router, admin.router, lineage.router):
         app.include_router(router)
     return app

@@ -196,7 +196,22 @@ def read_archive(data: bytes) -> dict[str, bytes]:
                        f".tar.gz, or its {WEIGHTS_FILE} and {METADATA_FILE} as two files")
 
 
+def parse_upload(weights: bytes, metadata: bytes, source: str = "upload") -> Fingerprint:
+    """``parse_fingerprint`` for untrusted bytes: any value it trips over is the upload's fault (4xx).
+
+    The loader validates the fields it knows; an upload may still put, say, a
+    string where a number belongs in a field it converts without checking.
+    """
+    try:
+        return parse_fingerprint(weights, metadata, source=source)
+    except ArtifactError:
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError, RecursionError) as exc:
+        raise ArtifactError(f"{source}: metadata.json holds a value of the wrong type or range ({exc}); "
+                            "re-export the artifact with `dif train` or `dif import-reference`") from exc
+
+
 def fingerprint_from_archive(data: bytes, source: str = "upload") -> Fingerprint:
     """Validated fingerprint from an uploaded archive."""
     files = read_archive(data)
-    return parse_fingerprint(files[WEIGHTS_FILE], files[METADATA_FILE], source=source)
+    return parse_upload(files[WEIGHTS_FILE], files[METADATA_FILE], source=source)

@@ -41,7 +41,7 @@ FEATURES = ("z", "peak_z", "correlation")
 class Detection:
     """How residuals are matched against this fingerprint."""
 
-    feature: str = "z"  # one of FEATURES (see dif.scoring)
+    feature: str = "correlation"  # one of FEATURES (see dif.scoring)
     max_shift: int = 0  # shift window of the peak_z feature
     max_crops: int = 4
     align: int = 16
@@ -52,7 +52,7 @@ class Detection:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Detection:
-        feature = str(data.get("feature", "z"))
+        feature = str(data.get("feature", "correlation"))
         if feature not in FEATURES:
             raise ArtifactError(f"detection.feature must be one of {', '.join(FEATURES)}, not {feature!r}")
         return cls(feature=feature, max_shift=int(data.get("max_shift", 0)),

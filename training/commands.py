@@ -22,7 +22,9 @@ from training.trainer import TrainConfig, resolve_device
 
 def add_training_options(p: argparse.ArgumentParser) -> None:
     defaults = TrainConfig()
-    p.add_argument("--steps", type=int, default=defaults.steps, help="optimisation steps")
+    p.add_argument("--prior", default=defaults.prior, choices=["mean", "unet"],
+                   help="fingerprint prior: closed-form mean (default, fast) or DIF's U-Net (slow on CPU)")
+    p.add_argument("--steps", type=int, default=defaults.steps, help="optimisation steps (U-Net prior)")
     p.add_argument("--width", type=int, default=defaults.width, help="U-Net width (channels at the top level)")
     p.add_argument("--lr", type=float, default=defaults.lr)
     p.add_argument("--seed", type=int, default=0)
@@ -31,12 +33,17 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--extractor-dir", type=Path, default=None, help="weights folder of a learned extractor")
     p.add_argument("--crops", type=int, default=Detection().max_crops, help="crops per image (grid-aligned)")
     p.add_argument("--calibration", default="inner-cv", choices=["inner-cv", "train"])
+    p.add_argument("--extra-real", type=Path, action="append", default=[],
+                   help="folder of more real photos, used for training only (repeatable)")
+    p.add_argument("--augment-jpeg", type=int, action="append", default=[],
+                   help="also train on copies re-saved as JPEG at this quality (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def fit_config(args: argparse.Namespace) -> FitConfig:
-    train = replace(TrainConfig(), steps=args.steps, width=args.width, lr=args.lr, seed=args.seed)
-    return FitConfig(train=train, detection=Detection(max_crops=args.crops), calibration=args.calibration)
+    train = replace(TrainConfig(), prior=args.prior, steps=args.steps, width=args.width, lr=args.lr, seed=args.seed)
+    return FitConfig(train=train, detection=Detection(max_crops=args.crops), calibration=args.calibration,
+                     augment_jpeg=tuple(args.augment_jpeg))
 
 
 def print_report(report: dict[str, Any], as_json: bool) -> None:
@@ -53,7 +60,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     extractor = create(args.extractor, args.extractor_dir)
     name = args.name or Path(args.data_dir).resolve().name.lower()
     fp = train_artifact(Path(args.data_dir), name, fit_config(args), extractor, device,
-                        progress=not args.quiet, crossval_folds=args.crossval)
+                        progress=not args.quiet, crossval_folds=args.crossval, extra_real=args.extra_real)
     out = save_fingerprint(fp, args.out)
     print(f"wrote {out} (real centre {fp.calibration.real_centre:+.3f}, fake centre {fp.calibration.fake_centre:+.3f})")
     return 0
@@ -70,7 +77,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_crossval(args: argparse.Namespace) -> int:
     extractor = create(args.extractor, args.extractor_dir)
     report = crossval(Path(args.data_dir), extractor, fit_config(args), args.folds, resolve_device(args.device),
-                      seed=args.seed, progress=not (args.quiet or args.json))
+                      seed=args.seed, progress=not (args.quiet or args.json), extra_real=args.extra_real)
     print_report(report, args.json)
     return 0
 

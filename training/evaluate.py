@@ -13,8 +13,9 @@ from tqdm import tqdm
 
 from dif.artifact import Fingerprint
 from dif.extractors import ResidualExtractor
-from training.data import ResidualCache, build_cache, scan
+from training.data import LabelledImages, ResidualCache, build_cache, build_training_cache, list_images, scan
 from training.metrics import binary_report, roc_auc
+from training.perturb import jpeg
 from training.pipeline import FitConfig, fit_fingerprint, image_features, stratified_folds
 
 
@@ -74,8 +75,12 @@ def crossval_cache(cache: ResidualCache, config: FitConfig, folds: int, device: 
 
 
 def crossval(data_dir: Path, extractor: ResidualExtractor, config: FitConfig, folds: int,
-             device: torch.device, seed: int = 0, crop: int = 256, progress: bool = True) -> dict[str, Any]:
-    images = scan(data_dir)
-    cache = build_cache(images, extractor, crop, config.detection.max_crops, config.detection.align,
-                        device, progress=progress)
-    return crossval_cache(cache, config, folds, device, seed, progress)
+             device: torch.device, seed: int = 0, crop: int = 256, progress: bool = True,
+             extra_real: list[Path] | None = None) -> dict[str, Any]:
+    """k-fold on DATA_DIR's images; ``extra_real`` folders only ever add training reals."""
+    own = scan(data_dir)
+    extra = [p for folder in extra_real or [] for p in list_images(folder)]
+    images = LabelledImages(own.paths + extra, own.labels + [0] * len(extra))
+    cache = build_training_cache(images, extractor, crop, config.detection.max_crops, config.detection.align,
+                                 device, [jpeg(q) for q in config.augment_jpeg], progress)
+    return crossval_cache(cache, config, folds, device, seed, progress, evaluated=len(own.labels))

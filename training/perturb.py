@@ -33,9 +33,13 @@ def jpeg(quality: int) -> Transform:
 
 
 def shift(dy: int, dx: int) -> Transform:
-    """Drop the first ``dy`` rows and ``dx`` columns: the pixel grid moves, nothing is resampled."""
+    """Move the pixel grid by (dy, dx) without resampling.
+
+    A circular roll keeps the image size, so a 256-pixel image can still be
+    scored with a 256 crop; the wrapped-around strip is a few pixels wide.
+    """
     def apply(image: torch.Tensor) -> torch.Tensor:
-        return image[:, dy:, dx:].contiguous()
+        return torch.roll(image, shifts=(dy, dx), dims=(1, 2)).contiguous()
     return apply
 
 
@@ -47,19 +51,11 @@ def resize(factor: float) -> Transform:
     return apply
 
 
-def crop_offset(top: int, left: int, size: int) -> Transform:
-    """Cut a ``size``² window at an arbitrary (possibly odd) offset."""
-    def apply(image: torch.Tensor) -> torch.Tensor:
-        return image[:, top : top + size, left : left + size].contiguous()
-    return apply
-
-
 PERTURBATIONS: dict[str, Transform | None] = {
     "clean": None,
     "shift-1px": shift(1, 1),
     "shift-3px": shift(3, 2),
     "shift-7px": shift(7, 5),
-    "crop-odd": crop_offset(5, 3, 256),
     "jpeg-q90": jpeg(90),
     "jpeg-q75": jpeg(75),
     "resize-x0.5": resize(0.5),

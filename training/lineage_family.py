@@ -8,7 +8,7 @@ shifted copy), and unrelated generators of the same architecture trained from
 other seeds on the parent's own data. Every generator renders different photos,
 and its fingerprint is trained by our trainer on those images against real
 photos, as for a real generator. 64-pixel crops and short runs keep a family of
-five to about 15 s on one CPU core.
+five to about 10 s on one CPU core.
 """
 
 from __future__ import annotations

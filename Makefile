@@ -26,7 +26,7 @@ lint: setup
 	$(BIN)/ruff check dif training app tests bench
 
 fingerprints: setup
-	$(BIN)/dif build-defaults --data ../shared/data/ltim --out fingerprints
+	$(BIN)/dif build-defaults --data ../shared/data/ltim --out fingerprints --pool-reals --device cpu
 
 bench: setup
 	$(BIN)/python bench/crossval_table.py

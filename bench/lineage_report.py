@@ -13,6 +13,7 @@ import json
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -38,9 +39,10 @@ VARIANTS = {
 }
 
 
-def family_auc(seeds: list[int], data: Path, config: LineageConfig) -> dict[str, object]:
+def family_auc(seeds: list[int], data: Path, config: LineageConfig, prior: str) -> dict[str, object]:
     started = time.perf_counter()
-    members = build_families(seeds, data, FamilyConfig())
+    family = FamilyConfig()
+    members = build_families(seeds, data, replace(family, train=replace(family.train, prior=prior)))
     built = time.perf_counter() - started
     fps = [m.fingerprint for m in members]
     result = matrix(fps, Population(fps, config))
@@ -124,13 +126,15 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "ltim")
     parser.add_argument("--refs", type=Path, default=None, help="imported reference artifacts, for timings")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--prior", default="unet", choices=["unet", "mean"],
+                        help="fingerprint prior of the synthetic family (the trainer's CPU default is mean)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     config = LineageConfig()
     seeds = seed_range(args.seeds)
-    groups = [family_auc(seeds[k : k + 3], args.data, config) for k in range(0, len(seeds), 3)]
+    groups = [family_auc(seeds[k : k + 3], args.data, config, args.prior) for k in range(0, len(seeds), 3)]
     report: dict[str, object] = {
-        "config": config.to_dict(), "groups": groups,
+        "config": config.to_dict(), "prior": args.prior, "groups": groups,
         "auc_mean": statistics.mean(g["auc"] for g in groups),  # type: ignore[misc]
         "auc_min": min(g["auc"] for g in groups),  # type: ignore[type-var]
         "naive_auc_mean": statistics.mean(g["naive_auc"] for g in groups),  # type: ignore[misc]

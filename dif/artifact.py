@@ -34,7 +34,7 @@ TENSOR_KEY = "fingerprint"
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 REQUIRED_KEYS = ("schema_version", "name", "crop_size", "extractor", "calibration", "detection")
 MAX_METADATA_BYTES = 1_000_000
-FEATURES = ("z", "peak_z", "correlation")
+FEATURES = ("correlation", "peak", "z", "peak_z")
 
 
 @dataclass(frozen=True)

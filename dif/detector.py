@@ -65,7 +65,7 @@ class Detector:
         self.max_crops = max(f.detection.max_crops for f in fingerprints)
         self.align = max(f.detection.align for f in fingerprints)
         stack = torch.stack([f.tensor for f in fingerprints]).to(self.device)
-        shifts = torch.tensor([f.detection.max_shift if f.detection.feature == "peak_z" else 0
+        shifts = torch.tensor([f.detection.max_shift if f.detection.feature in ("peak", "peak_z") else 0
                                for f in fingerprints])
         self.scorer = CorrelationScorer(stack, max_shift=shifts.to(self.device))
 
@@ -84,7 +84,8 @@ class Detector:
 
     def explain(self, scores: Scores) -> list[list[GeneratorScore]]:
         """Calibrated per-generator results from raw statistics."""
-        s = Scores(*(t.cpu() for t in (scores.correlation, scores.z, scores.peak_z, scores.shift, scores.pce)))
+        s = Scores(*(t.cpu() for t in (scores.correlation, scores.z, scores.peak, scores.peak_z, scores.shift,
+                                         scores.pce)))
         results: list[list[GeneratorScore]] = []
         for i in range(s.z.shape[0]):
             row = []

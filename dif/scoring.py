@@ -8,9 +8,9 @@ share the generator's pixel grid) and each generator we compute:
   surface. The RMS is the correlation's noise level for this very image, so
   ``z`` means the same thing for a 1-crop and a 4-crop image; it needs no
   inverse FFT (Parseval);
-- ``peak_z``, ``shift``, ``pce`` (only when a shift window is asked for): the
-  best correlation within ``±max_shift`` pixels, in the same units, and its
-  peak-to-correlation energy. It tolerates misaligned images at a price in
+- ``peak``, ``peak_z``, ``shift``, ``pce`` (only when a shift window is asked
+  for): the best correlation within ``±max_shift`` pixels, raw and in z units,
+  and its peak-to-correlation energy. It tolerates misaligned images at a price in
   clean accuracy (the maximum of many noisy values is biased upwards).
 """
 
@@ -39,12 +39,13 @@ class Scores:
 
     correlation: torch.Tensor
     z: torch.Tensor
+    peak: torch.Tensor  # best correlation within the shift window (= correlation when none)
     peak_z: torch.Tensor
     shift: torch.Tensor
     pce: torch.Tensor
 
     def feature(self, name: str) -> torch.Tensor:
-        return {"z": self.z, "peak_z": self.peak_z, "correlation": self.correlation}[name]
+        return {"z": self.z, "peak": self.peak, "peak_z": self.peak_z, "correlation": self.correlation}[name]
 
 
 def _half_spectrum_weights(width: int, device: torch.device) -> torch.Tensor:
@@ -117,26 +118,30 @@ class CorrelationScorer:
             outer = outer * weights
         return torch.cat([outer.real.reshape(spec.shape[0], -1), outer.imag.reshape(spec.shape[0], -1)], dim=1)
 
-    def score(self, residuals: torch.Tensor, groups: torch.Tensor, count: int) -> Scores:
-        """All statistics for ``count`` images whose crops are ``residuals`` (image index in ``groups``)."""
+    def score(self, residuals: torch.Tensor, groups: torch.Tensor, count: int, with_z: bool = True) -> Scores:
+        """All statistics for ``count`` images whose crops are ``residuals`` (image index in ``groups``).
+
+        ``with_z=False`` skips the noise-level estimate (``z`` and ``peak_z`` are then NaN).
+        """
         unit = standardize(residuals)
         sums = torch.zeros((count, unit.shape[1]), dtype=unit.dtype, device=unit.device).index_add_(0, groups, unit)
         per_image = torch.bincount(groups, minlength=count).clamp_min(1).to(unit.dtype)[:, None]
         mean_unit = sums / per_image  # crop-averaged, so crops add coherently
         correlation = mean_unit @ self.matrix.T
-        image_spec = torch.fft.rfft2(mean_unit.reshape(-1, *self.shape))
-        rms = self._energy(image_spec).clamp_min(1e-24).sqrt()
+        searched = torch.nonzero(self.max_shift > 0).flatten()
+        image_spec = torch.fft.rfft2(mean_unit.reshape(-1, *self.shape)) if with_z or searched.numel() else None
+        rms = self._energy(image_spec).clamp_min(1e-24).sqrt() if with_z else torch.full_like(correlation, float("nan"))
         z = correlation / rms
-        peak_z = z.clone()
+        peak, peak_z = correlation.clone(), z.clone()
         shift = torch.zeros((*z.shape, 2), dtype=torch.long, device=z.device)
         pce = torch.zeros_like(z)
-        searched = torch.nonzero(self.max_shift > 0).flatten()
-        if searched.numel():
+        if image_spec is not None and searched.numel():
             cross = torch.einsum("nchw,gchw->nghw", image_spec, self.spectra[searched])
             surf = torch.fft.irfft2(cross, s=self.shape[-2:])
-            peak, shift[:, searched], pce[:, searched] = self._peaks(surf, self.max_shift[searched])
-            peak_z[:, searched] = peak / rms[:, searched]
-        return Scores(correlation, z, peak_z, shift, pce)
+            best, shift[:, searched], pce[:, searched] = self._peaks(surf, self.max_shift[searched])
+            peak[:, searched] = best
+            peak_z[:, searched] = best / rms[:, searched]
+        return Scores(correlation, z, peak, peak_z, shift, pce)
 
     @staticmethod
     def _window(size: int, max_shift: torch.Tensor) -> torch.Tensor:

@@ -25,13 +25,14 @@ class FitConfig:
 def image_features(fingerprint: torch.Tensor, cache: ResidualCache, detection: Detection,
                    device: torch.device, chunk: int = 64) -> torch.Tensor:
     """The detector's feature for every image of ``cache`` (same maths as the service)."""
-    shift = detection.max_shift if detection.feature == "peak_z" else 0
+    shift = detection.max_shift if detection.feature in ("peak", "peak_z") else 0
     scorer = CorrelationScorer(fingerprint[None].to(device), max_shift=shift)
     out = torch.empty(len(cache.labels))
     for start in range(0, len(cache.labels), chunk):
         images = list(range(start, min(start + chunk, len(cache.labels))))
         part = cache.subset(images)
-        scores = scorer.score(part.residuals.to(device, torch.float32), part.image_of_crop.to(device), len(images))
+        scores = scorer.score(part.residuals.to(device, torch.float32), part.image_of_crop.to(device), len(images),
+                              with_z=detection.feature in ("z", "peak_z"))
         out[start : start + len(images)] = scores.feature(detection.feature)[:, 0].cpu()
     return out
 

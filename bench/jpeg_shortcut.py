@@ -57,8 +57,8 @@ def main() -> None:
     print("| generator | clean acc % (real/fake) | fakes as JPEG q%d acc %% (real/fake) |" % quality)
     print("|---|---|---|")
     for name in GENERATORS:
-        clean, own = generator_cache(name, extractor, config.detection, pool_reals=True)
-        pert, _ = generator_cache(name, extractor, config.detection, pool_reals=True, transform=jpeg(quality))
+        clean, own = generator_cache(name, extractor, config.detection, pool_reals=False)
+        pert, _ = generator_cache(name, extractor, config.detection, pool_reals=False, transform=jpeg(quality))
         results = []
         for test in (clean, fakes_replaced(clean, pert)):
             r = crossval_cache(clean, config, 5, torch.device("cpu"), progress=False, test_cache=test, evaluated=own)

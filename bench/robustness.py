@@ -2,7 +2,7 @@
 
 Usage: python bench/robustness.py [--generators sd14,mj,...] [--json out.json]
 
-Ours: 5-fold crossval, trained on clean training folds, tested on the held-out
+Ours: 5-fold crossval (8+8 training images per fold), trained on clean training folds, tested on the held-out
 fold after the perturbation (reals and fakes alike). Reference: the released
 fingerprints (imported), scored with our extractor on all 20 perturbed images;
 their centres were fitted on another extractor's residuals, so we report their
@@ -55,12 +55,12 @@ def main() -> None:
     extractor = create(DEFAULT_EXTRACTOR)
     table: dict[str, dict[str, dict[str, str]]] = {}
     for name in args.generators.split(","):
-        train_cache, own = generator_cache(name, extractor, Detection(), pool_reals=True,
+        train_cache, own = generator_cache(name, extractor, Detection(), pool_reals=False,
                                            augment_jpeg=tuple(args.augment_jpeg))
         for pert, transform in PERTURBATIONS.items():
             row = table.setdefault(pert, {})
             try:
-                test_cache, _ = generator_cache(name, extractor, Detection(), pool_reals=True, transform=transform)
+                test_cache, _ = generator_cache(name, extractor, Detection(), pool_reals=False, transform=transform)
             except DifError as exc:
                 row[name] = {"note": f"n/a ({type(exc).__name__})"}
                 continue

@@ -78,14 +78,17 @@ class FamilyConfig:
     fake_images: int = 96
     real_images: int = 96
     keep_images: bool = False  # keep each generator's images (for cross-detection)
-    # A 60-step run needs a fast learning rate, input noise well above the
-    # per-step jitter and a short EMA, or the fingerprint would still be mostly
-    # the untrained network's output; and a wide margin, since a 64-pixel
-    # crop's correlations are larger than a 256-pixel one's and the hinge would
-    # stop learning at the first separation. With these the fingerprint
-    # correlates ~0.9 with the generator's mean residual (its ideal).
+    # DIF's deep prior (a U-Net fed fixed noise), pinned: it is the harder case
+    # for lineage (every fingerprint carries the network's own prior), and the
+    # one the reference fingerprints were made with. A 60-step run needs a fast
+    # learning rate, input noise well above the per-step jitter and a short
+    # EMA, or the fingerprint would still be mostly the untrained network's
+    # output; and a wide hinge margin, since a 64-pixel crop's correlations are
+    # larger than a 256-pixel one's. With these the fingerprint correlates ~0.9
+    # with the generator's mean residual (its ideal, the "mean" prior).
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=60, lr=2e-2, noise_scale=1.0, ema=0.9, width=8, depth=2, batch_per_class=96, margin=0.3, seed=0))
+        steps=60, lr=2e-2, noise_scale=1.0, ema=0.9, width=8, depth=2, batch_per_class=96, margin=0.3, seed=0,
+        prior="unet", loss="pairwise", ema_start=0.0))
 
 
 def photo_crops(folders: list[Path], size: int) -> torch.Tensor:

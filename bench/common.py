@@ -13,7 +13,7 @@ if str(REPO) not in sys.path:
 
 from dif.artifact import Detection  # noqa: E402
 from training.build import with_extra_reals  # noqa: E402
-from training.data import ResidualCache, build_training_cache, scan  # noqa: E402
+from training.data import ResidualCache, build_cache, build_training_cache, scan  # noqa: E402
 from training.perturb import jpeg  # noqa: E402
 
 LTIM = REPO.parent / "shared" / "data" / "ltim"
@@ -29,6 +29,10 @@ def generator_cache(name: str, extractor, detection: Detection, pool_reals: bool
     own = scan(LTIM / name)
     extra = [LTIM / g / "0_real" for g in GENERATORS if g != name] if pool_reals else []
     images = with_extra_reals(own, extra)
+    if transform is not None:
+        # A perturbed copy is only ever a test set: no augmentation.
+        return build_cache(images, extractor, 256, detection.max_crops, detection.align, torch.device("cpu"),
+                           transform, progress=False), len(own.labels)
     cache = build_training_cache(images, extractor, 256, detection.max_crops, detection.align,
                                  torch.device("cpu"), [jpeg(q) for q in augment_jpeg], progress=False)
     return cache, len(own.labels)

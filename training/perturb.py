@@ -54,7 +54,6 @@ def resize(factor: float) -> Transform:
 PERTURBATIONS: dict[str, Transform | None] = {
     "clean": None,
     "shift-1px": shift(1, 1),
-    "shift-3px": shift(3, 2),
     "shift-7px": shift(7, 5),
     "jpeg-q90": jpeg(90),
     "jpeg-q75": jpeg(75),

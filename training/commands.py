@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from dif.artifact import Detection, load_fingerprint, save_fingerprint
+from dif.artifact import FEATURES, Detection, load_fingerprint, save_fingerprint
 from dif.extractors import DEFAULT_EXTRACTOR, create
 from training.blank import blank_experiment
 from training.build import build_defaults, train_artifact
@@ -32,6 +32,10 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--extractor", default=DEFAULT_EXTRACTOR, help="residual extractor key (name@version)")
     p.add_argument("--extractor-dir", type=Path, default=None, help="weights folder of a learned extractor")
     p.add_argument("--crops", type=int, default=Detection().max_crops, help="crops per image (grid-aligned)")
+    p.add_argument("--feature", default=Detection().feature, choices=list(FEATURES),
+                   help="detection statistic: correlation (zero shift, best on aligned images) or peak "
+                        "(best shift within --max-shift: tolerates crops and shifts, costs clean accuracy)")
+    p.add_argument("--max-shift", type=int, default=8, help="shift window of the peak features, pixels")
     p.add_argument("--calibration", default="inner-cv", choices=["inner-cv", "train"])
     p.add_argument("--extra-real", type=Path, action="append", default=[],
                    help="folder of more real photos, used for training only (repeatable)")
@@ -42,7 +46,9 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
 
 def fit_config(args: argparse.Namespace) -> FitConfig:
     train = replace(TrainConfig(), prior=args.prior, steps=args.steps, width=args.width, lr=args.lr, seed=args.seed)
-    return FitConfig(train=train, detection=Detection(max_crops=args.crops), calibration=args.calibration,
+    shift = args.max_shift if args.feature in ("peak", "peak_z") else 0
+    detection = Detection(feature=args.feature, max_shift=shift, max_crops=args.crops)
+    return FitConfig(train=train, detection=detection, calibration=args.calibration,
                      augment_jpeg=tuple(args.augment_jpeg))
 
 

@@ -54,7 +54,7 @@ def main() -> None:
     print(f"reals' JPEG quality: median {quality} (min {min(qualities)}, max {max(qualities)}, n={len(qualities)})")
     extractor = create(DEFAULT_EXTRACTOR)
     config = FitConfig(detection=Detection())
-    print("| generator | clean acc % (real/fake) | fakes as JPEG q%d acc %% (real/fake) |" % quality)
+    print(f"| generator | clean acc % (real/fake) | fakes as JPEG q{quality} acc % (real/fake) |")
     print("|---|---|---|")
     for name in GENERATORS:
         clean, own = generator_cache(name, extractor, config.detection, pool_reals=False)

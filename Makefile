@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: setup run test lint fingerprints bench clean
+.PHONY: setup run test lint fingerprints bench clean image image-cuda ship-check
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -24,9 +24,22 @@ test: setup
 
 lint: setup
 	$(BIN)/ruff check dif training app tests bench
+	$(BIN)/hadolint Dockerfile
 
 fingerprints: setup
 	$(BIN)/dif build-defaults --data ../shared/data/ltim --out fingerprints --pool-reals --device cpu
 
 bench: setup
 	$(BIN)/python bench/crossval_table.py
+
+# Images (need a Docker engine; tests/ship checks the Dockerfile without one).
+image:
+	docker build -t dif-service:0.1.0 .
+
+image-cuda:
+	docker build -t dif-service:0.1.0-cuda --build-arg MAX_BATCH_SIZE=16 \
+		--build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 .
+
+# The shipping checks alone (Dockerfile, container smoke test, compose, Prometheus, Kubernetes, README).
+ship-check: setup
+	$(BIN)/python -m pytest -q tests/ship

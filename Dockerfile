@@ -1,0 +1,63 @@
+# syntax=docker/dockerfile:1
+# DIF service image: CPU torch by default.
+#
+#   docker build -t dif-service:0.1.0 .
+#   docker build -t dif-service:0.1.0-cuda \
+#       --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 \
+#       --build-arg MAX_BATCH_SIZE=16 .
+#
+# The CUDA wheels of PyTorch's index carry their own CUDA libraries, so the same slim base
+# works on a GPU host (the NVIDIA container toolkit supplies only the driver).
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+# ---- build: a self-contained virtual environment in /opt/venv ------------------------------
+FROM ${PYTHON_IMAGE} AS build
+ARG TORCH_SPEC=torch==2.13.0
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+# torch has its own layer: it is most of the image and changes far less often than the code.
+COPY docker/install.sh docker/install.sh
+RUN sh docker/install.sh torch /opt/venv
+COPY pyproject.toml README.md ./
+COPY dif dif
+COPY app app
+COPY training training
+RUN sh docker/install.sh app /opt/venv /src
+
+# ---- runtime: the venv, the fingerprints, an unprivileged user -----------------------------
+FROM ${PYTHON_IMAGE} AS runtime
+# CPU hosts serve best with batches of 4 (docs/service.md); CUDA builds pass 16.
+ARG MAX_BATCH_SIZE=4
+LABEL org.opencontainers.image.title="dif-service" \
+      org.opencontainers.image.description="Deep Image Fingerprint detector for images of known generators" \
+      org.opencontainers.image.licenses="MIT"
+# A numeric UID, so Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.
+RUN groupadd --system --gid 10001 dif \
+    && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+       --shell /usr/sbin/nologin dif
+COPY --from=build /opt/venv /opt/venv
+# The embedded set, owned by root and read-only to the service. To serve another set, mount
+# a folder over /opt/dif/fingerprints (or anywhere, and point DIF_FINGERPRINTS_DIR at it).
+COPY fingerprints /opt/dif/fingerprints
+COPY docker/healthcheck.py /opt/dif/healthcheck.py
+# HOME=/tmp: the root filesystem may be read-only (Kubernetes), /tmp is the writable mount.
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    HOME=/tmp \
+    DIF_FINGERPRINTS_DIR=/opt/dif/fingerprints \
+    DIF_HOST=0.0.0.0 \
+    DIF_PORT=8000 \
+    DIF_MAX_BATCH_SIZE=${MAX_BATCH_SIZE}
+WORKDIR /opt/dif
+USER 10001:10001
+EXPOSE 8000
+# start-period covers loading and warming up the set; healthy = ready (see healthcheck.py).
+HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "/opt/dif/healthcheck.py"]
+# Exec form: `dif` is PID 1 and gets SIGTERM itself, then drains (DIF_DRAIN_TIMEOUT_S).
+# Any other sub-command works too: `docker run IMAGE eval /data/fp /data/set`.
+ENTRYPOINT ["dif"]
+CMD ["serve"]

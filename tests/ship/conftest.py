@@ -1,0 +1,48 @@
+"""Fixtures for the shipping checks: tools from the `ship` extra, the repo's files, a free port."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import pytest
+import yaml
+
+from app.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
+
+
+def tool(name: str, hint: str = "pip install -e '.[dev]' (the `ship` extra)") -> str:
+    """Path of a command-line tool the checks need; a missing one fails (never skips) the test."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"`{name}` is missing: {hint}")
+    return path
+
+
+def run(cmd: list[str], timeout: float = 120, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def load_yaml_docs(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def settings_from_env(env: dict[str, Any]) -> Settings:
+    """The Settings a service started with exactly these DIF_* variables would read (the
+    same path as in a container: the environment), so a bad value fails here."""
+    own = {k: str(v) for k, v in env.items() if k.startswith("DIF_")}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("DIF_")}
+    with mock.patch.dict(os.environ, {**clean, **own}, clear=True):
+        return Settings()
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    return REPO

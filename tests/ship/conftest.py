@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -20,7 +21,8 @@ DEPLOY = REPO / "deploy"
 
 def tool(name: str, hint: str = "pip install -e '.[dev]' (the `ship` extra)") -> str:
     """Path of a command-line tool the checks need; a missing one fails (never skips) the test."""
-    path = shutil.which(name)
+    # The venv's own bin/ first: `make test` runs .venv/bin/python without activating the venv.
+    path = shutil.which(name, path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
     if path is None:
         pytest.fail(f"`{name}` is missing: {hint}")
     return path

@@ -97,3 +97,8 @@ class Health(BaseModel):
     phase: str | None = None
     generators: int | None = None
     model_version: int | None = None
+
+
+def error_responses(descriptions: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for a route: each status documented with the JSON error body."""
+    return {status: {"model": ErrorBody, "description": text} for status, text in descriptions.items()}

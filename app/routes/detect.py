@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, Request
 from starlette.datastructures import UploadFile
@@ -16,14 +16,20 @@ from app.batcher import Admission, Done
 from app.deps import ServiceDep, require_api_key, require_ready
 from app.engine import ImageScores, PreparedImage
 from app.errors import DeadlineExceeded, MalformedUpload, MissingFile, TooManyFiles
-from app.schemas import DetectManyResponse, DetectResponse, ErrorBody, GeneratorScoreOut, ImageResult, Timings
+from app.schemas import (
+    DetectManyResponse,
+    DetectResponse,
+    GeneratorScoreOut,
+    ImageResult,
+    Timings,
+    error_responses,
+)
 from app.service import Service
 from dif.errors import DifError
 
 T = TypeVar("T")
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody, "description": text} for status, text in {
+ERRORS = error_responses({
         400: "corrupt or truncated image, or malformed multipart body",
         401: "missing or wrong X-API-Key",
         413: "body over DIF_MAX_UPLOAD_BYTES, image over DIF_MAX_PIXELS, or too many files",
@@ -33,8 +39,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         500: "the forward pass failed (every request of that batch gets this)",
         503: "warming up or shutting down",
         504: "no answer within DIF_REQUEST_TIMEOUT_S",
-    }.items()
-}
+})
 # The body is parsed by hand (after authentication), so describe it for the OpenAPI page.
 MULTIPART_BODY = {
     "requestBody": {

@@ -13,7 +13,6 @@ import asyncio
 import json
 import threading
 import weakref
-from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Depends, Request
@@ -25,7 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app.deps import ModelDep, require_api_key, require_ready
 from app.engine import ModelSet
 from app.errors import GeneratorNotFound, MalformedUpload, MissingFile
-from app.schemas import ErrorBody
+from app.schemas import error_responses
 from dif.archive import fingerprint_from_archive, parse_upload
 from dif.artifact import Fingerprint
 from dif.lineage import STATISTIC, LineageMatrix, Population, compare, matrix
@@ -40,16 +39,14 @@ SIDES = ("a", "b")
 class UnsupportedBody(MalformedUpload):
     status, code = 415, "unsupported_media_type"
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody, "description": text} for status, text in {
+ERRORS = error_responses({
         400: "malformed JSON or multipart body",
         404: "no loaded generator of that name",
         413: "body over DIF_MAX_UPLOAD_BYTES, or an archive member over its limit (zip bomb)",
         415: "neither application/json nor multipart/form-data",
         422: "missing side, malformed artifact (shape, NaN, metadata, pickle, unsafe archive), other crop size, "
              "or fewer than 5 loaded generators",
-    }.items()
-}
+})
 BODY = {
     "requestBody": {"required": True, "content": {
         "application/json": {"schema": {"type": "object", "required": ["a", "b"], "properties": {

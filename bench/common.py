@@ -12,8 +12,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from dif.artifact import Detection  # noqa: E402
-from training.build import with_extra_reals  # noqa: E402
-from training.data import ResidualCache, build_cache, build_training_cache, scan  # noqa: E402
+from training.data import ResidualCache, build_cache, build_training_cache, scan, with_extra_reals  # noqa: E402
 from training.perturb import jpeg  # noqa: E402
 
 LTIM = REPO.parent / "shared" / "data" / "ltim"

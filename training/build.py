@@ -8,18 +8,12 @@ from pathlib import Path
 import torch
 
 from dif import __version__
-from dif.artifact import Fingerprint
+from dif.artifact import Fingerprint, save_fingerprint
 from dif.extractors import ResidualExtractor
-from dif.artifact import save_fingerprint
-from training.data import FAKE, REAL, LabelledImages, build_training_cache, list_images, scan
-from training.perturb import jpeg
+from training.data import FAKE, REAL, build_training_cache, scan, with_extra_reals
 from training.evaluate import crossval_cache
+from training.perturb import jpeg
 from training.pipeline import FitConfig, fit_fingerprint
-
-
-def with_extra_reals(images: LabelledImages, extra_real: list[Path]) -> LabelledImages:
-    extra = [p for folder in extra_real for p in list_images(folder)]
-    return LabelledImages(images.paths + extra, images.labels + [REAL] * len(extra))
 
 
 def train_artifact(data_dir: Path, name: str, config: FitConfig, extractor: ResidualExtractor,

@@ -8,8 +8,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from dif.artifact import FEATURES, Detection, load_fingerprint, save_fingerprint
 from dif.extractors import DEFAULT_EXTRACTOR, create
 from training.blank import blank_experiment

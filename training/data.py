@@ -63,6 +63,12 @@ def scan(data_dir: Path | str, extra_real: list[Path] | None = None) -> Labelled
     return LabelledImages(paths, labels)
 
 
+def with_extra_reals(images: LabelledImages, extra_real: list[Path]) -> LabelledImages:
+    """``images`` followed by every image of the ``extra_real`` folders, labelled real."""
+    extra = [p for folder in extra_real for p in list_images(folder)]
+    return LabelledImages(images.paths + extra, images.labels + [REAL] * len(extra))
+
+
 @dataclass
 class ResidualCache:
     """All crops' residuals of a set of images, with each crop's image index and label."""

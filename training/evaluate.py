@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from dif.artifact import Fingerprint
 from dif.extractors import ResidualExtractor
-from training.data import LabelledImages, ResidualCache, build_cache, build_training_cache, list_images, scan
+from training.data import ResidualCache, build_cache, build_training_cache, scan, with_extra_reals
 from training.metrics import binary_report, roc_auc
 from training.perturb import jpeg
 from training.pipeline import FitConfig, fit_fingerprint, image_features, stratified_folds
@@ -79,8 +79,7 @@ def crossval(data_dir: Path, extractor: ResidualExtractor, config: FitConfig, fo
              extra_real: list[Path] | None = None) -> dict[str, Any]:
     """k-fold on DATA_DIR's images; ``extra_real`` folders only ever add training reals."""
     own = scan(data_dir)
-    extra = [p for folder in extra_real or [] for p in list_images(folder)]
-    images = LabelledImages(own.paths + extra, own.labels + [0] * len(extra))
+    images = with_extra_reals(own, extra_real or [])
     cache = build_training_cache(images, extractor, crop, config.detection.max_crops, config.detection.align,
                                  device, [jpeg(q) for q in config.augment_jpeg], progress)
     return crossval_cache(cache, config, folds, device, seed, progress, evaluated=len(own.labels))

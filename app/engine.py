@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from dif.artifact import Fingerprint, load_all
-from dif.detector import Detector, GeneratorScore, Prepared, extract_residuals
+from dif.detector import Detector, GeneratorScore, Prepared
 from dif.errors import ArtifactError
 from dif.extractors import create
 from dif.images import decode_image
@@ -176,14 +176,12 @@ def forward(model: ModelSet, batch: list[Prepared]) -> list[ImageScores]:
     """``Detector.scores`` split in its two stages so each is timed: residuals once, then all generators."""
     detector = model.detector
     t0 = time.perf_counter()
-    crops = torch.cat([p.crops for p in batch]).to(detector.device, non_blocking=True)
-    groups = torch.cat([torch.full((len(p.positions),), i, dtype=torch.long) for i, p in enumerate(batch)])
     chunk = RESIDUAL_CHUNK.get(detector.device.type, DEFAULT_RESIDUAL_CHUNK)
-    residuals = extract_residuals(detector.extractor, crops, chunk)  # each crop's residual once
+    residuals, groups = detector.residuals(batch, chunk)  # each crop's residual once
     _sync(detector.device)
     t1 = time.perf_counter()
     with torch.inference_mode():
-        scores = detector.scorer.score(residuals, groups.to(detector.device), len(batch))
+        scores = detector.scorer.score(residuals, groups, len(batch))
     rows = detector.explain(scores)  # moves results to the CPU, so the GPU is done here
     t2 = time.perf_counter()
     return [ImageScores(row, model.version, t1 - t0, t2 - t1) for row in rows]

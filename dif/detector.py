@@ -73,11 +73,15 @@ class Detector:
         crops, positions = grid_crops(image, self.crop_size, max_crops or self.max_crops, self.align)
         return Prepared(crops=crops, positions=positions, height=image.shape[1], width=image.shape[2])
 
-    def scores(self, batch: list[Prepared]) -> Scores:
+    def residuals(self, batch: list[Prepared], chunk: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stage one: every crop's residual, once, with the index of the image it came from."""
         crops = torch.cat([p.crops for p in batch]).to(self.device, non_blocking=True)
         groups = torch.cat([torch.full((len(p.positions),), i, dtype=torch.long) for i, p in enumerate(batch)])
-        residuals = extract_residuals(self.extractor, crops)
-        return self.scorer.score(residuals, groups.to(self.device), len(batch))
+        return extract_residuals(self.extractor, crops, chunk), groups.to(self.device)
+
+    def scores(self, batch: list[Prepared]) -> Scores:
+        residuals, groups = self.residuals(batch)
+        return self.scorer.score(residuals, groups, len(batch))
 
     def detect(self, batch: list[Prepared]) -> list[list[GeneratorScore]]:
         return self.explain(self.scores(batch))

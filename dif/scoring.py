@@ -80,23 +80,16 @@ class CorrelationScorer:
     def count(self) -> int:
         return self.matrix.shape[0]
 
-    def zero_shift(self, residuals: torch.Tensor) -> torch.Tensor:
-        """Per-crop zero-shift Pearson correlation, one matrix product: ``[M, G]``."""
-        return standardize(residuals) @ self.matrix.T
+    def crop_mean(self, residuals: torch.Tensor, groups: torch.Tensor, count: int) -> torch.Tensor:
+        """``[N, D]``: each image's crops standardized and averaged, so they add coherently."""
+        unit = standardize(residuals)
+        sums = torch.zeros((count, unit.shape[1]), dtype=unit.dtype, device=unit.device).index_add_(0, groups, unit)
+        return sums / torch.bincount(groups, minlength=count).clamp_min(1).to(unit.dtype)[:, None]
 
-    def image_spectra(self, residuals: torch.Tensor, groups: torch.Tensor, count: int) -> torch.Tensor:
-        """``[N, C, H, W/2+1]``: spectrum of each image's crop-averaged standardized residual."""
-        spec = torch.fft.rfft2(standardize(residuals).reshape(-1, *self.shape))
-        summed = torch.zeros((count, *spec.shape[1:]), dtype=spec.dtype, device=spec.device)
-        summed.index_add_(0, groups, spec)
-        per_image = torch.bincount(groups, minlength=count).clamp_min(1).to(spec.real.dtype)
-        return summed / per_image[:, None, None, None]
-
-    def cross_spectra(self, residuals: torch.Tensor, groups: torch.Tensor, count: int,
-                      generators: torch.Tensor | None = None) -> torch.Tensor:
+    def cross_spectra(self, image_spec: torch.Tensor, generators: torch.Tensor | None = None) -> torch.Tensor:
         """``[N, G, H, W/2+1]`` cross-power spectra (only for the shift search: it grows with N x G)."""
         spectra = self.spectra if generators is None else self.spectra[generators]
-        return torch.einsum("nchw,gchw->nghw", self.image_spectra(residuals, groups, count), spectra)
+        return torch.einsum("nchw,gchw->nghw", image_spec, spectra)
 
     def _energy(self, image_spec: torch.Tensor) -> torch.Tensor:
         """Mean squared correlation over all shifts, ``[N, G]``, as one matrix product.
@@ -123,10 +116,7 @@ class CorrelationScorer:
 
         ``with_z=False`` skips the noise-level estimate (``z`` and ``peak_z`` are then NaN).
         """
-        unit = standardize(residuals)
-        sums = torch.zeros((count, unit.shape[1]), dtype=unit.dtype, device=unit.device).index_add_(0, groups, unit)
-        per_image = torch.bincount(groups, minlength=count).clamp_min(1).to(unit.dtype)[:, None]
-        mean_unit = sums / per_image  # crop-averaged, so crops add coherently
+        mean_unit = self.crop_mean(residuals, groups, count)
         correlation = mean_unit @ self.matrix.T
         searched = torch.nonzero(self.max_shift > 0).flatten()
         image_spec = torch.fft.rfft2(mean_unit.reshape(-1, *self.shape)) if with_z or searched.numel() else None
@@ -136,8 +126,7 @@ class CorrelationScorer:
         shift = torch.zeros((*z.shape, 2), dtype=torch.long, device=z.device)
         pce = torch.zeros_like(z)
         if image_spec is not None and searched.numel():
-            cross = torch.einsum("nchw,gchw->nghw", image_spec, self.spectra[searched])
-            surf = torch.fft.irfft2(cross, s=self.shape[-2:])
+            surf = torch.fft.irfft2(self.cross_spectra(image_spec, searched), s=self.shape[-2:])
             best, shift[:, searched], pce[:, searched] = self._peaks(surf, self.max_shift[searched])
             peak[:, searched] = best
             peak_z[:, searched] = best / rms[:, searched]

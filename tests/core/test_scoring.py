@@ -25,7 +25,8 @@ def test_scorer_zero_shift_equals_pearson_and_z_uses_surface_rms():
     scorer = CorrelationScorer(fps)
     s = scorer.score(res, torch.arange(5), 5)
     assert torch.allclose(s.correlation, pearson(res, fps), atol=1e-5)
-    surface = torch.fft.irfft2(scorer.cross_spectra(res, torch.arange(5), 5), s=(32, 32))
+    image_spec = torch.fft.rfft2(scorer.crop_mean(res, torch.arange(5), 5).reshape(5, 3, 32, 32))
+    surface = torch.fft.irfft2(scorer.cross_spectra(image_spec), s=(32, 32))
     assert torch.allclose(s.z, s.correlation / surface.square().mean(dim=(-2, -1)).sqrt(), atol=1e-4)
 
 

@@ -20,6 +20,11 @@ from dif.errors import CorruptImage, ImageTooLarge, ImageTooSmall, UnsupportedIm
 
 DEFAULT_MAX_PIXELS = 40_000_000
 SUPPORTED_FORMATS = frozenset({"PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF", "PPM", "MPO"})
+# Leading bytes of the supported formats. Pillow reports a PNG with a bad CRC or an
+# impossible header as "unidentified"; telling its sender "not an image, upload PNG"
+# would be wrong, so such an upload is called corrupt instead.
+SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF87a": "GIF", b"GIF89a": "GIF",
+              b"II*\x00": "TIFF", b"MM\x00*": "TIFF", b"BM": "BMP"}
 
 
 def decode_image(
@@ -36,6 +41,9 @@ def decode_image(
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(source)
     except UnidentifiedImageError as exc:
+        claimed = _claimed_format(source)
+        if claimed is not None:
+            raise CorruptImage(f"the data starts like a {claimed} but its header is corrupt") from exc
         raise UnsupportedImage("not a recognised image; upload PNG, JPEG, WebP, BMP or TIFF") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooLarge(f"image declares too many pixels (limit {max_pixels})") from exc
@@ -60,10 +68,25 @@ def decode_image(
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
 
+def _claimed_format(source: io.BytesIO | Path | str) -> str | None:
+    """The supported format whose signature the data starts with, if any."""
+    if isinstance(source, io.BytesIO):
+        head = source.getvalue()[:12]
+    else:
+        with open(source, "rb") as f:
+            head = f.read(12)
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    return next((fmt for magic, fmt in SIGNATURES.items() if head.startswith(magic)), None)
+
+
 def _to_rgb_array(image: Image.Image) -> np.ndarray:
     """RGB float32 ``[H, W, 3]`` in ``[0, 1]``; keeps 16-bit precision, drops alpha."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         raw = np.asarray(image, dtype=np.float32)
+        if not np.isfinite(raw).all():
+            # Float TIFFs can hold NaN or infinity; they would reach the scores as NaN.
+            raise CorruptImage("image holds NaN or infinite pixel values")
         scale = 65535.0 if image.mode != "F" and raw.max(initial=0) > 255 else 255.0
         if image.mode == "F":
             scale = max(float(raw.max(initial=1.0)), 1.0)

@@ -41,11 +41,18 @@ class UnsupportedBody(MalformedUpload):
 
 ERRORS = error_responses({
         400: "malformed JSON or multipart body",
+        401: "missing or wrong X-API-Key",
         404: "no loaded generator of that name",
         413: "body over DIF_MAX_UPLOAD_BYTES, or an archive member over its limit (zip bomb)",
         415: "neither application/json nor multipart/form-data",
         422: "missing side, malformed artifact (shape, NaN, metadata, pickle, unsafe archive), other crop size, "
              "or fewer than 5 loaded generators",
+        503: "warming up or shutting down",
+})
+MATRIX_ERRORS = error_responses({
+        401: "missing or wrong X-API-Key",
+        422: "fewer than 5 loaded generators",
+        503: "warming up or shutting down",
 })
 BODY = {
     "requestBody": {"required": True, "content": {
@@ -175,7 +182,7 @@ async def lineage(request: Request, model: ModelDep) -> ComparisonOut:
 
 
 @router.get("/matrix", responses={200: {"content": {"image/png": {}}, "description": "JSON, or PNG on "
-                                        "Accept: image/png"}, **ERRORS},
+                                        "Accept: image/png"}, **MATRIX_ERRORS},
             summary="Lineage of every pair of loaded generators (JSON, or a heatmap with Accept: image/png)")
 async def lineage_matrix(request: Request, model: ModelDep) -> Response:
     result, png = await asyncio.to_thread(matrix_of, model)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema
+
+# (dy, dx). Documented as a two-integer array rather than the 3.1 `prefixItems` pydantic
+# writes for a tuple: many OpenAPI tools (client generators, schemathesis 4.32) reject it.
+Shift = Annotated[tuple[int, int], WithJsonSchema(
+    {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2})]
 
 
 class ErrorDetail(BaseModel):
@@ -24,7 +29,7 @@ class GeneratorScoreOut(BaseModel):
     correlation: float = Field(description="zero-shift Pearson correlation of the residual with the fingerprint")
     z: float = Field(description="correlation over this image's noise level")
     peak_z: float
-    shift: tuple[int, int]
+    shift: Shift
     pce: float
 
 

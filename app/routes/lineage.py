@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app.deps import ModelDep, require_api_key, require_ready
 from app.engine import ModelSet
 from app.errors import GeneratorNotFound, MalformedUpload, MissingFile
-from app.schemas import error_responses
+from app.schemas import Shift, error_responses
 from dif.archive import fingerprint_from_archive, parse_upload
 from dif.artifact import Fingerprint
 from dif.lineage import STATISTIC, LineageMatrix, Population, compare, matrix
@@ -76,7 +76,7 @@ class ComparisonOut(BaseModel):
     statistic: str = Field(description=f"{STATISTIC}: the combined p-value as a z-score")
     similarity: float = Field(description="related when >= threshold")
     related: bool
-    shift: tuple[int, int] = Field(description="(dy, dx): b's pattern is a's moved by this much")
+    shift: Shift = Field(description="(dy, dx): b's pattern is a's moved by this much")
     hypothesis: str = Field(description="aligned (zero shift) or shifted (best shift in the window)")
     correlation: float = Field(description="correlation at that shift, after removing what all fingerprints share")
     pce: float = Field(description="peak-to-correlation energy at that shift (reported, not decided on)")

@@ -7,6 +7,7 @@ training epochs never run the extractor again.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,6 +70,44 @@ def with_extra_reals(images: LabelledImages, extra_real: list[Path]) -> Labelled
     return LabelledImages(images.paths + extra, images.labels + [REAL] * len(extra))
 
 
+@dataclass(frozen=True)
+class CropSet:
+    """Chosen crops of one or more residual stores, read a chunk at a time.
+
+    At 1024 + 1024 images one class's residuals are 3 GiB in fp32: copying them
+    (subset, class split, cast, standardize) ran the trainer out of 24 GiB, so the
+    trainer reads crops through this view instead.
+    """
+
+    parts: tuple[tuple[torch.Tensor, torch.Tensor], ...]  # (residuals [M, 3, S, S], chosen crop indices)
+
+    @classmethod
+    def of(cls, residuals: torch.Tensor) -> CropSet:
+        return cls(((residuals, torch.arange(residuals.shape[0])),))
+
+    def __len__(self) -> int:
+        return sum(len(index) for _, index in self.parts)
+
+    @property
+    def crop_shape(self) -> torch.Size:
+        return self.parts[0][0].shape[1:]
+
+    def take(self, positions: torch.Tensor) -> torch.Tensor:
+        """The crops at ``positions`` (in ``range(len(self))``) as float32, grouped by store."""
+        out, offset = [], 0
+        for store, index in self.parts:
+            mine = positions[(positions >= offset) & (positions < offset + len(index))] - offset
+            out.append(store[index[mine.to(index.device)]].float())
+            offset += len(index)
+        return torch.cat(out)
+
+    def chunks(self, size: int) -> Iterator[torch.Tensor]:
+        """Every crop once, ``size`` at a time, as float32."""
+        for store, index in self.parts:
+            for start in range(0, len(index), size):
+                yield store[index[start : start + size]].float()
+
+
 @dataclass
 class ResidualCache:
     """All crops' residuals of a set of images, with each crop's image index and label."""
@@ -96,16 +135,25 @@ class ResidualCache:
             augmented=self.augmented.subset(images) if self.augmented is not None else None,
         )
 
-    def training_residuals(self, label: int) -> torch.Tensor:
-        """Every crop of one class, augmented copies included, as float32."""
-        parts = [self] + ([self.augmented] if self.augmented is not None else [])
-        return torch.cat([p.residuals[p.labels[p.image_of_crop] == label] for p in parts]).float()
+    def class_crops(self, images: list[int], label: int) -> CropSet:
+        """The crops of ``images`` that carry ``label``, augmented copies included, without copying them."""
+        parts = []
+        for part in [self] + ([self.augmented] if self.augmented is not None else []):
+            wanted = torch.zeros(len(part.labels), dtype=torch.bool)
+            wanted[images] = True
+            keep = wanted[part.image_of_crop] & (part.labels[part.image_of_crop] == label)
+            parts.append((part.residuals, torch.nonzero(keep).flatten()))
+        return CropSet(tuple(parts))
 
 
 def build_cache(images: LabelledImages, extractor: ResidualExtractor, crop: int, max_crops: int,
                 align: int, device: torch.device, transform=None, progress: bool = True) -> ResidualCache:
     """Decode, crop and extract every image once. ``transform`` perturbs decoded images (robustness runs)."""
-    residuals, owners = [], []
+    # One store, filled in place: a list of pieces joined at the end would need twice the memory.
+    dtype = torch.float16 if len(images.paths) > 512 else torch.float32
+    store: torch.Tensor | None = None
+    owners = torch.empty(len(images.paths) * max_crops, dtype=torch.long)
+    filled = 0
     extractor = extractor.to(device).eval()
     for index, path in enumerate(tqdm(images.paths, desc="residuals", unit="img", disable=not progress)):
         try:
@@ -116,10 +164,16 @@ def build_cache(images: LabelledImages, extractor: ResidualExtractor, crop: int,
         except DifError as exc:
             raise DatasetError(f"{path}: {exc}") from exc
         res = extract_residuals(extractor, crops.to(device))
-        residuals.append(res.to(torch.float16 if len(images.paths) > 512 else torch.float32))
-        owners.append(torch.full((res.shape[0],), index, dtype=torch.long))
+        if store is None:
+            # torch.empty leaves untouched pages uncommitted, so the unused tail costs nothing.
+            store = torch.empty((len(images.paths) * max_crops, *res.shape[1:]), dtype=dtype, device=res.device)
+        store[filled : filled + res.shape[0]] = res
+        owners[filled : filled + res.shape[0]] = index
+        filled += res.shape[0]
+    if store is None:
+        raise DatasetError("no images to extract residuals from")
     return ResidualCache(
-        residuals=torch.cat(residuals), image_of_crop=torch.cat(owners),
+        residuals=store[:filled], image_of_crop=owners[:filled].clone(),
         labels=torch.tensor(images.labels, dtype=torch.long), paths=list(images.paths),
     )
 

@@ -51,10 +51,11 @@ def crossval_cache(cache: ResidualCache, config: FitConfig, folds: int, device: 
     count = len(cache.labels) if evaluated is None else evaluated
     splits = stratified_folds(cache.labels[:count], folds, seed)
     for k, held in enumerate(tqdm(splits, desc="folds", unit="fold", disable=not progress)):
-        train = [i for i in range(len(cache.labels)) if i not in set(held)]
+        out = set(held)
+        train = [i for i in range(len(cache.labels)) if i not in out]
         fp, cal = fit_fingerprint(cache, train, replace(config, train=replace(config.train, seed=seed + k)),
                                   device, progress=False)
-        feats = image_features(fp, test_source.subset(held), config.detection, device)
+        feats = image_features(fp, test_source, config.detection, device, held)
         scores = cal.score(feats)
         report = binary_report(scores, test_source.labels[held])
         report["auc"] = roc_auc(feats * (1 if cal.slope >= 0 else -1), test_source.labels[held])

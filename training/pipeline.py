@@ -23,17 +23,21 @@ class FitConfig:
 
 
 def image_features(fingerprint: torch.Tensor, cache: ResidualCache, detection: Detection,
-                   device: torch.device, chunk: int = 64) -> torch.Tensor:
-    """The detector's feature for every image of ``cache`` (same maths as the service)."""
+                   device: torch.device, images: list[int] | None = None, chunk: int = 64) -> torch.Tensor:
+    """The detector's feature for ``images`` of ``cache`` (default: all), with the service's maths.
+
+    Images are scored ``chunk`` at a time, so only that many images' crops are ever copied.
+    """
+    chosen = list(range(len(cache.labels))) if images is None else images
     shift = detection.max_shift if detection.feature in ("peak", "peak_z") else 0
     scorer = CorrelationScorer(fingerprint[None].to(device), max_shift=shift)
-    out = torch.empty(len(cache.labels))
-    for start in range(0, len(cache.labels), chunk):
-        images = list(range(start, min(start + chunk, len(cache.labels))))
-        part = cache.subset(images)
-        scores = scorer.score(part.residuals.to(device, torch.float32), part.image_of_crop.to(device), len(images),
+    out = torch.empty(len(chosen))
+    for start in range(0, len(chosen), chunk):
+        part = cache.subset(chosen[start : start + chunk])
+        count = len(part.labels)
+        scores = scorer.score(part.residuals.to(device, torch.float32), part.image_of_crop.to(device), count,
                               with_z=detection.feature in ("z", "peak_z"))
-        out[start : start + len(images)] = scores.feature(detection.feature)[:, 0].cpu()
+        out[start : start + count] = scores.feature(detection.feature)[:, 0].cpu()
     return out
 
 
@@ -52,8 +56,7 @@ def stratified_folds(labels: list[int] | torch.Tensor, folds: int, seed: int) ->
 
 def _train_on(cache: ResidualCache, images: list[int], config: FitConfig, device: torch.device,
               progress: bool) -> torch.Tensor:
-    part = cache.subset(images)
-    return train_fingerprint(part.training_residuals(REAL), part.training_residuals(FAKE),
+    return train_fingerprint(cache.class_crops(images, REAL), cache.class_crops(images, FAKE),
                              config.train, device, progress)
 
 
@@ -69,11 +72,12 @@ def fit_fingerprint(cache: ResidualCache, images: list[int], config: FitConfig, 
     labels = cache.labels[images]
     inner = min(config.inner_folds, int((labels == REAL).sum()), int((labels == FAKE).sum()))
     if config.calibration == "train" or inner < 2:
-        feats = image_features(fingerprint, cache.subset(images), config.detection, device)
+        feats = image_features(fingerprint, cache, config.detection, device, images)
         return fingerprint, fit(feats[labels == REAL], feats[labels == FAKE], "train")
     feats = torch.empty(len(images))
     for held in stratified_folds(labels, inner, config.train.seed + 1):
-        kept = [images[i] for i in range(len(images)) if i not in set(held)]
+        out = set(held)
+        kept = [images[i] for i in range(len(images)) if i not in out]
         inner_fp = _train_on(cache, kept, config, device, progress=False)
-        feats[held] = image_features(inner_fp, cache.subset([images[i] for i in held]), config.detection, device)
+        feats[held] = image_features(inner_fp, cache, config.detection, device, [images[i] for i in held])
     return fingerprint, fit(feats[labels == REAL], feats[labels == FAKE], f"inner-cv-{inner}")

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from dif.scoring import standardize
 from dif.unet import UNet
+from training.data import CropSet
 
 
 @dataclass(frozen=True)
@@ -73,18 +74,26 @@ def _sample(count: int, size: int, gen: torch.Generator) -> torch.Tensor:
     return torch.randperm(count, generator=gen)[:size]
 
 
-def train_fingerprint(real: torch.Tensor, fake: torch.Tensor, config: TrainConfig,
+def standardized_mean(crops: CropSet, device: torch.device, chunk: int = 256) -> torch.Tensor:
+    """Mean of the crops' standardized residuals, flattened, read ``chunk`` crops at a time."""
+    total = torch.zeros(crops.crop_shape.numel(), device=device)
+    for block in crops.chunks(chunk):
+        total += standardize(block.to(device)).sum(0)
+    return total / len(crops)
+
+
+def train_fingerprint(real: torch.Tensor | CropSet, fake: torch.Tensor | CropSet, config: TrainConfig,
                       device: torch.device, progress: bool = True) -> torch.Tensor:
     """Train on residuals ``[Nr, 3, S, S]`` and ``[Nf, 3, S, S]``; returns the fingerprint ``[3, S, S]``."""
-    if real.shape[0] == 0 or fake.shape[0] == 0:
+    real = real if isinstance(real, CropSet) else CropSet.of(real)
+    fake = fake if isinstance(fake, CropSet) else CropSet.of(fake)
+    if len(real) == 0 or len(fake) == 0:
         raise ValueError("training needs at least one real and one fake residual")
     gen = seed_everything(config.seed)
-    size = real.shape[-1]
-    # Standardized once: correlation with the network output is then a matrix-vector product.
-    real_unit = standardize(real).to(device)
-    fake_unit = standardize(fake).to(device)
+    shape = real.crop_shape
+    size = shape[-1]
     if config.prior == "mean":
-        return (fake_unit.mean(0) - real_unit.mean(0)).reshape(real.shape[1:]).float().cpu()
+        return (standardized_mean(fake, device) - standardized_mean(real, device)).reshape(shape).float().cpu()
     net = UNet(config.noise_channels, 3, config.depth, config.width).to(device).train()
     noise = (torch.rand((1, config.noise_channels, size, size), generator=gen) * config.noise_scale).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr)
@@ -95,9 +104,11 @@ def train_fingerprint(real: torch.Tensor, fake: torch.Tensor, config: TrainConfi
         jitter = torch.randn(noise.shape, generator=gen).to(device) * config.jitter
         out = net(noise + jitter)
         unit = standardize(out)[0]
-        r_idx = _sample(real_unit.shape[0], config.batch_per_class, gen).to(device)
-        f_idx = _sample(fake_unit.shape[0], config.batch_per_class, gen).to(device)
-        c_real, c_fake = real_unit[r_idx] @ unit, fake_unit[f_idx] @ unit
+        # Each step standardizes only its own sample, so no class is ever copied whole.
+        r_idx = _sample(len(real), config.batch_per_class, gen)
+        f_idx = _sample(len(fake), config.batch_per_class, gen)
+        c_real = standardize(real.take(r_idx).to(device)) @ unit
+        c_fake = standardize(fake.take(f_idx).to(device)) @ unit
         if config.loss == "gap":
             loss = c_real.mean() - c_fake.mean()
         else:

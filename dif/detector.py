@@ -18,6 +18,9 @@ from dif.images import grid_crops
 from dif.scoring import CorrelationScorer, Scores
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
 @dataclass(frozen=True)
 class Prepared:
     """An image cut into grid-aligned crops, ready for the batch (made off the event loop)."""
@@ -51,7 +54,7 @@ class Detector:
     """Fingerprints stacked on one device with the extractor that made them."""
 
     def __init__(self, fingerprints: list[Fingerprint], extractor: ResidualExtractor,
-                 device: torch.device | str = "cpu"):
+                 device: torch.device | str = "cpu", precision: str = "fp32", pin_memory: bool = True):
         if not fingerprints:
             raise ArtifactError("no fingerprints to load; train one with `dif train` or point at a folder of artifacts")
         sizes = {f.crop_size for f in fingerprints}
@@ -61,7 +64,15 @@ class Detector:
         self.fingerprints = fingerprints
         self.names = [f.name for f in fingerprints]
         self.crop_size = sizes.pop()
-        self.extractor = extractor.to(self.device).eval()
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+        # bf16 only where it pays and is safe: a learned extractor (see ResidualExtractor.learned).
+        self.low_precision = precision == "bf16" and extractor.learned
+        self.memory_format = torch.channels_last if self.low_precision else torch.contiguous_format
+        self.extractor = extractor.to(self.device, memory_format=self.memory_format).eval()
+        self.pin_memory = pin_memory and self.device.type == "cuda"
+        self._staging: torch.Tensor | None = None
+        self._staged: torch.cuda.Event | None = None
         self.max_crops = max(f.detection.max_crops for f in fingerprints)
         self.align = max(f.detection.align for f in fingerprints)
         stack = torch.stack([f.tensor for f in fingerprints]).to(self.device)
@@ -75,9 +86,30 @@ class Detector:
 
     def residuals(self, batch: list[Prepared], chunk: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
         """Stage one: every crop's residual, once, with the index of the image it came from."""
-        crops = torch.cat([p.crops for p in batch]).to(self.device, non_blocking=True)
+        crops = self._to_device([p.crops for p in batch]).contiguous(memory_format=self.memory_format)
         groups = torch.cat([torch.full((len(p.positions),), i, dtype=torch.long) for i, p in enumerate(batch)])
-        return extract_residuals(self.extractor, crops, chunk), groups.to(self.device)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.low_precision):
+            residuals = extract_residuals(self.extractor, crops, chunk)
+        return residuals.float(), groups.to(self.device)
+
+    def _to_device(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        """The batch's crops on the device; on a GPU through a reused page-locked buffer.
+
+        From pageable memory the copy is synchronous and staged by the driver; from a
+        pinned buffer it is one DMA that overlaps with the host's next work.
+        """
+        if not self.pin_memory:
+            return torch.cat(parts).to(self.device)
+        count = sum(p.shape[0] for p in parts)
+        if self._staged is not None:
+            self._staged.synchronize()  # the previous batch's copy must be done before the buffer is reused
+        if self._staging is None or self._staging.shape[0] < count or self._staging.shape[1:] != parts[0].shape[1:]:
+            self._staging = torch.empty((count, *parts[0].shape[1:]), dtype=parts[0].dtype, pin_memory=True)
+        staged = torch.cat(parts, out=self._staging[:count])
+        on_device = staged.to(self.device, non_blocking=True)
+        self._staged = torch.cuda.Event()
+        self._staged.record()
+        return on_device
 
     def scores(self, batch: list[Prepared]) -> Scores:
         residuals, groups = self.residuals(batch)

@@ -26,6 +26,9 @@ class ResidualExtractor(nn.Module):
 
     name: str = "base"
     version: int = 1
+    # Learned extractors are deep conv stacks: they gain from bf16 and channels-last on a GPU.
+    # Fixed filters are cheap and their sign/dead-zone maths needs fp32, so they always run fp32.
+    learned: bool = False
 
     @property
     def key(self) -> str:
@@ -110,6 +113,7 @@ class DnCNN(ResidualExtractor):
 
     name = "dncnn"
     version = 1
+    learned = True
 
     def __init__(self, depth: int = 6, width: int = 16) -> None:
         super().__init__()

@@ -1,0 +1,61 @@
+"""Detector precision and staging: bf16 only for learned extractors, results close to fp32."""
+
+import pytest
+import torch
+
+from dif.artifact import Detection, Fingerprint
+from dif.calibration import Calibration
+from dif.detector import Detector
+from dif.extractors import DnCNN, create
+from dif.scoring import pearson
+
+
+def fingerprints(extractor, count: int = 3) -> list[Fingerprint]:
+    gen = torch.Generator().manual_seed(0)
+    return [Fingerprint(f"g{i}", torch.randn((3, 256, 256), generator=gen), Calibration(0.0, 0.02, 0.01, 0.01),
+                        extractor.describe(), Detection(), {}) for i in range(count)]
+
+
+def image() -> torch.Tensor:
+    return torch.rand((3, 512, 384), generator=torch.Generator().manual_seed(1))
+
+
+def test_bf16_runs_a_learned_extractor_channels_last_and_stays_close_to_fp32() -> None:
+    torch.manual_seed(0)
+    model = DnCNN(depth=5, width=16).eval()
+    reference = Detector(fingerprints(model), DnCNN(depth=5, width=16).eval(), "cpu")
+    reference.extractor.load_state_dict(model.state_dict())
+    low = Detector(fingerprints(model), model, "cpu", precision="bf16")
+    assert low.low_precision
+    assert low.extractor.body[0].weight.is_contiguous(memory_format=torch.channels_last)
+    prepared = reference.prepare(image())
+    full, groups = reference.residuals([prepared])
+    half, half_groups = low.residuals([prepared])
+    assert half.dtype == torch.float32 and torch.equal(groups, half_groups)
+    # bf16 keeps ~3 significant digits: each crop's residual must still be the same pattern.
+    assert pearson(full, half).diagonal().min() > 0.99
+
+
+def test_fixed_filters_stay_fp32_when_bf16_is_asked_for() -> None:
+    extractor = create("signlap@1")
+    fp32 = Detector(fingerprints(extractor), extractor, "cpu")
+    asked = Detector(fingerprints(extractor), create("signlap@1"), "cpu", precision="bf16")
+    assert not asked.low_precision
+    prepared = fp32.prepare(image())
+    assert torch.equal(fp32.residuals([prepared])[0], asked.residuals([prepared])[0])
+
+
+def test_unknown_precision_is_refused() -> None:
+    extractor = create("signlap@1")
+    with pytest.raises(ValueError, match="fp32, bf16"):
+        Detector(fingerprints(extractor), extractor, "cpu", precision="fp16")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="pinned staging only exists on a GPU")
+def test_pinned_staging_gives_the_same_scores_as_pageable_copies() -> None:
+    extractor = create("signlap@1")
+    pinned = Detector(fingerprints(extractor), extractor, "cuda")
+    pageable = Detector(fingerprints(extractor), create("signlap@1"), "cuda", pin_memory=False)
+    batches = [[pinned.prepare(image())] * n for n in (1, 3, 2)]  # grows, then reuses the buffer
+    for batch in batches:
+        assert torch.allclose(pinned.scores(batch).correlation, pageable.scores(batch).correlation)

@@ -77,6 +77,29 @@ def _member_path(name: str) -> PurePosixPath:
     return path
 
 
+def check_entry(entry: Entry) -> tuple[str, str | None]:
+    """One member on its own: safe name, at most one folder deep, an artifact file within its size limit.
+
+    Returns its top folder ("" at the root) and its artifact file name (None for a folder).
+    """
+    path = _member_path(entry.name.rstrip("/") if entry.is_dir else entry.name)
+    parts = path.parts
+    if entry.is_dir:
+        if len(parts) > 1:
+            raise ArchiveError(f"archive folder {entry.name!r} is nested; only one top folder is allowed")
+        return parts[0], None
+    if len(parts) > 2:
+        raise ArchiveError(f"archive member {entry.name!r} is nested; only one top folder is allowed")
+    base = parts[-1]
+    if base not in SIZE_LIMITS:
+        raise ArchiveError(f"unexpected file {entry.name!r} in the archive; an artifact holds only "
+                           f"{WEIGHTS_FILE} and {METADATA_FILE} (and its preview PNGs)")
+    if entry.size > SIZE_LIMITS[base]:
+        raise ArchiveTooLarge(f"{entry.name!r} declares {entry.size} bytes, over the {SIZE_LIMITS[base]} "
+                              "bytes an artifact file may have")
+    return (parts[0] if len(parts) == 2 else ""), base
+
+
 def select(entries: list[Entry]) -> dict[str, Entry]:
     """Check the layout and return the entries to read, keyed by artifact file name."""
     if len(entries) > MAX_MEMBERS:
@@ -84,25 +107,12 @@ def select(entries: list[Entry]) -> dict[str, Entry]:
     tops: set[str] = set()
     files: dict[str, Entry] = {}
     for entry in entries:
-        path = _member_path(entry.name.rstrip("/") if entry.is_dir else entry.name)
-        parts = path.parts
-        if entry.is_dir:
-            if len(parts) > 1:
-                raise ArchiveError(f"archive folder {entry.name!r} is nested; only one top folder is allowed")
-            tops.add(parts[0])
+        top, base = check_entry(entry)
+        tops.add(top)
+        if base is None:
             continue
-        if len(parts) > 2:
-            raise ArchiveError(f"archive member {entry.name!r} is nested; only one top folder is allowed")
-        tops.add(parts[0] if len(parts) == 2 else "")
-        base = parts[-1]
-        if base not in SIZE_LIMITS:
-            raise ArchiveError(f"unexpected file {entry.name!r} in the archive; an artifact holds only "
-                               f"{WEIGHTS_FILE} and {METADATA_FILE} (and its preview PNGs)")
         if base in files:
             raise ArchiveError(f"archive holds {base} twice")
-        if entry.size > SIZE_LIMITS[base]:
-            raise ArchiveTooLarge(f"{entry.name!r} declares {entry.size} bytes, over the {SIZE_LIMITS[base]} "
-                                  "bytes an artifact file may have")
         files[base] = entry
     if len(tops) > 1:
         raise ArchiveError("archive files must all be at its root or all inside one top folder, "
@@ -157,6 +167,7 @@ def _tar_files(data: bytes) -> dict[str, bytes]:
         raise ArchiveError(f"not a readable tar archive ({exc})") from exc
     with archive:
         members: list[tarfile.TarInfo] = []
+        seen: set[str | None] = set()
         try:
             # Headers one at a time: a limit breaks off before the next member is decompressed.
             while (info := archive.next()) is not None:
@@ -166,10 +177,12 @@ def _tar_files(data: bytes) -> dict[str, bytes]:
                 members.append(info)
                 if len(members) > MAX_MEMBERS:
                     raise ArchiveError(f"archive has more than {MAX_MEMBERS} entries")
-                base = PurePosixPath(info.name).name
-                if info.isfile() and info.size > SIZE_LIMITS.get(base, 0) and base in SIZE_LIMITS:
-                    raise ArchiveTooLarge(f"{info.name!r} declares {info.size} bytes, over the "
-                                          f"{SIZE_LIMITS[base]} bytes an artifact file may have")
+                # Now, not after the loop: reading the next header makes tarfile skip this member's
+                # data, and in a .tar.gz skipping means inflating it (a gigabyte of junk: seconds of CPU).
+                _, base = check_entry(Entry(info.name, info.isdir(), info.size))
+                if base is not None and base in seen:
+                    raise ArchiveError(f"archive holds {base} twice")
+                seen.add(base)
             chosen = select([Entry(m.name, m.isdir(), m.size) for m in members])
             by_name = {m.name: m for m in members}
             out = {}

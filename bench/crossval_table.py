@@ -15,8 +15,8 @@ import time
 from dataclasses import replace
 
 import torch
-
 from common import GENERATORS, REFERENCE_ACCURACY, generator_cache
+
 from dif.artifact import Detection
 from dif.extractors import DEFAULT_EXTRACTOR, create
 from training.evaluate import crossval_cache
@@ -65,9 +65,10 @@ def main() -> None:
     for label, res in rows.items():
         cells = [f"{res[g]['accuracy'] * 100:.0f} / {res[g]['auc']:.2f}" for g in GENERATORS]
         print(f"| {label} (acc % / AUC) | " + " | ".join(cells) + " |")
-    print("| reference pipeline (acc %) | " + " | ".join(f"{REFERENCE_ACCURACY[g] * 100:.0f}" for g in GENERATORS) + " |")
+    reference = " | ".join(f"{REFERENCE_ACCURACY[g] * 100:.0f}" for g in GENERATORS)
+    print(f"| reference pipeline (acc %) | {reference} |")
     timing = rows["ours, 8+8 per fold"]
-    print(f"\nwall time of one 5-fold crossval (20 images): "
+    print("\nwall time of one 5-fold crossval (20 images): "
           + ", ".join(f"{g} {timing[g]['seconds_per_crossval']:.1f}s" for g in GENERATORS))
     if args.json:
         with open(args.json, "w") as fh:

@@ -15,8 +15,8 @@ import tempfile
 from pathlib import Path
 
 import torch
-
 from common import GENERATORS, LTIM, generator_cache
+
 from dif.artifact import Detection
 from dif.extractors import create
 from training.denoiser import DenoiserConfig, train_denoiser

@@ -13,9 +13,9 @@ from __future__ import annotations
 import statistics
 
 import torch
+from common import GENERATORS, LTIM, generator_cache
 from PIL import Image
 
-from common import GENERATORS, LTIM, generator_cache
 from dif.artifact import Detection
 from dif.extractors import DEFAULT_EXTRACTOR, create
 from training.data import ResidualCache, list_images

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import replace
 
 import torch
-
 from common import GENERATORS, REFERENCE, generator_cache
+
 from dif.artifact import Detection
 from dif.errors import DifError
 from dif.extractors import DEFAULT_EXTRACTOR, create

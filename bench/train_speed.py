@@ -15,8 +15,8 @@ import argparse
 import time
 
 import torch
-
 from common import LTIM
+
 from dif.detector import extract_residuals
 from dif.extractors import DEFAULT_EXTRACTOR, DnCNN, create
 from dif.images import decode_image, grid_crops

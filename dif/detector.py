@@ -17,7 +17,6 @@ from dif.extractors import ResidualExtractor
 from dif.images import grid_crops
 from dif.scoring import CorrelationScorer, Scores
 
-
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -69,7 +68,8 @@ class Detector:
         # bf16 only where it pays and is safe: a learned extractor (see ResidualExtractor.learned).
         self.low_precision = precision == "bf16" and extractor.learned
         self.memory_format = torch.channels_last if self.low_precision else torch.contiguous_format
-        self.extractor = extractor.to(self.device, memory_format=self.memory_format).eval()
+        # Module.to takes memory_format at run time; torch's type stubs leave it out.
+        self.extractor = extractor.to(self.device, memory_format=self.memory_format).eval()  # type: ignore[call-overload]
         self.pin_memory = pin_memory and self.device.type == "cuda"
         self._staging: torch.Tensor | None = None
         self._staged: torch.cuda.Event | None = None

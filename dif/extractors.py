@@ -51,6 +51,7 @@ class Laplacian(ResidualExtractor):
 
     name = "laplacian"
     version = 1
+    kernel: torch.Tensor
 
     def __init__(self) -> None:
         super().__init__()
@@ -97,6 +98,7 @@ class BoxHighPass(ResidualExtractor):
 
     name = "boxhp5"
     version = 1
+    kernel: torch.Tensor
 
     def __init__(self) -> None:
         super().__init__()

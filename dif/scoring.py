@@ -120,7 +120,11 @@ class CorrelationScorer:
         correlation = mean_unit @ self.matrix.T
         searched = torch.nonzero(self.max_shift > 0).flatten()
         image_spec = torch.fft.rfft2(mean_unit.reshape(-1, *self.shape)) if with_z or searched.numel() else None
-        rms = self._energy(image_spec).clamp_min(1e-24).sqrt() if with_z else torch.full_like(correlation, float("nan"))
+        if with_z:
+            assert image_spec is not None
+            rms = self._energy(image_spec).clamp_min(1e-24).sqrt()
+        else:
+            rms = torch.full_like(correlation, float("nan"))
         z = correlation / rms
         peak, peak_z = correlation.clone(), z.clone()
         shift = torch.zeros((*z.shape, 2), dtype=torch.long, device=z.device)

@@ -27,7 +27,7 @@ class UNet(nn.Module):
         self.pool = nn.AvgPool2d(2)
         self.up = nn.ModuleList()
         self.merge = nn.ModuleList()
-        for w_hi, w_lo in zip(reversed(widths[:-1]), reversed(widths[1:])):
+        for w_hi, w_lo in zip(reversed(widths[:-1]), reversed(widths[1:]), strict=True):
             self.up.append(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False))
             self.merge.append(_block(w_lo + w_hi, w_hi))
         self.head = nn.Conv2d(widths[0], out_channels, 1)
@@ -38,6 +38,6 @@ class UNet(nn.Module):
             x = block(x if i == 0 else self.pool(x))
             skips.append(x)
         skips.pop()
-        for up, merge in zip(self.up, self.merge):
+        for up, merge in zip(self.up, self.merge, strict=True):
             x = merge(torch.cat([up(x), skips.pop()], dim=1))
         return self.head(x)

@@ -21,7 +21,8 @@ from training.trainer import TrainConfig, seed_everything
 
 
 def blank_experiment(out_dir: Path, config: TrainConfig, size: int = 256, steps: int = 200,
-                     device: torch.device = torch.device("cpu"), progress: bool = True) -> dict[str, float]:
+                     device: torch.device | None = None, progress: bool = True) -> dict[str, float]:
+    device = device or torch.device("cpu")
     gen = seed_everything(config.seed)
     net = UNet(config.noise_channels, 3, config.depth, config.width).to(device).train()
     noise = (torch.rand((1, config.noise_channels, size, size), generator=gen) * config.noise_scale).to(device)

@@ -35,7 +35,8 @@ def train_artifact(data_dir: Path, name: str, config: FitConfig, extractor: Resi
         metrics["crossval"] = crossval_cache(cache, config, crossval_folds, device, config.train.seed, progress,
                                              evaluated=len(own.labels))
     metadata = {
-        "samples": {"real": images.count(REAL), "fake": images.count(FAKE), "extra_real": len(images.labels) - len(own.labels)},
+        "samples": {"real": images.count(REAL), "fake": images.count(FAKE),
+                    "extra_real": len(images.labels) - len(own.labels)},
         "data_digest": images.digest(),
         "hyperparameters": {**config.train.to_dict(), "calibration": config.calibration,
                             "inner_folds": config.inner_folds, "augment_jpeg": list(config.augment_jpeg)},

@@ -37,7 +37,7 @@ class LabelledImages:
     def digest(self) -> str:
         """sha256 over every file's label and bytes: provenance of a trained artifact."""
         h = hashlib.sha256()
-        for path, label in sorted(zip(self.paths, self.labels)):
+        for path, label in sorted(zip(self.paths, self.labels, strict=True)):
             h.update(f"{label}:{path.name}:".encode())
             h.update(hashlib.sha256(path.read_bytes()).digest())
         return h.hexdigest()

@@ -121,10 +121,10 @@ def cmd_cross_detect(args: argparse.Namespace) -> int:
     if not folders:
         raise ArtifactError("no data folder with 0_real/ and 1_fake/ found; pass generator folders or their parent")
     caches: dict[tuple[str, int, int, int, str], Any] = {}
-    rows = []
+    rows: list[dict[str, Any]] = []
     for fp in fingerprints:
         extractor = create(fp.extractor_key, args.extractor_dir)
-        row = []
+        row: list[dict[str, Any]] = []
         for folder in folders:
             key = (fp.extractor_key, fp.crop_size, fp.detection.max_crops, fp.detection.align, str(folder))
             if key not in caches:
@@ -149,8 +149,8 @@ def cmd_cross_detect(args: argparse.Namespace) -> int:
     else:
         width = max(len(f.name) for f in folders) + 2
         print(" " * 16 + "".join(f.name.rjust(width) for f in folders))
-        for row, line in zip(rows, values, strict=True):
-            print(row["fingerprint"][:15].ljust(16) + "".join(f"{v:.3f}".rjust(width) for v in line))
+        for entry, line in zip(rows, values, strict=True):
+            print(entry["fingerprint"][:15].ljust(16) + "".join(f"{v:.3f}".rjust(width) for v in line))
     return 0
 
 
@@ -184,7 +184,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("fp_dirs", type=Path, nargs="+", help="artifact folders, or folders of artifact folders")
     p.add_argument("--data", type=Path, nargs="+", required=True,
                    help="generator folders with 0_real/ and 1_fake/, or one folder holding them")
-    p.add_argument("--metric", default="accuracy", choices=["accuracy", "fake_detected", "real_kept", "auc", "fake_feature"],
+    p.add_argument("--metric", default="accuracy",
+                   choices=["accuracy", "fake_detected", "real_kept", "auc", "fake_feature"],
                    help="the number shown in the heatmap")
     p.add_argument("--png", type=Path, default=None)
     p.add_argument("--json", action="store_true")

@@ -22,6 +22,7 @@ import tarfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+from typing import IO
 
 from dif.artifact import MAX_METADATA_BYTES, METADATA_FILE, WEIGHTS_FILE, Fingerprint, parse_fingerprint
 from dif.errors import ArtifactError
@@ -124,7 +125,7 @@ def select(entries: list[Entry]) -> dict[str, Entry]:
     return {name: files[name] for name in REQUIRED}
 
 
-def _read_limited(stream: io.BufferedIOBase | io.RawIOBase, limit: int, name: str) -> bytes:
+def _read_limited(stream: IO[bytes], limit: int, name: str) -> bytes:
     data = stream.read(limit + 1)
     if data is None or len(data) > limit:
         raise ArchiveTooLarge(f"{name!r} inflates beyond {limit} bytes (decompression bomb?)")

@@ -162,14 +162,22 @@ class Engine:
                 results[index] = scored
         return [r for r in results if r is not None]
 
-    def warm_up(self, model: ModelSet, batch_sizes: tuple[int, ...] = (1, 2)) -> None:
-        """Run the set on synthetic images so the first real request pays no one-off costs."""
+    def warm_up(self, model: ModelSet, batch_sizes: tuple[int, ...] = (1, 2)) -> float:
+        """Run the set on synthetic images so the first real request pays no one-off costs.
+
+        Returns the seconds per image of the last (already warm) pass: a first estimate of the
+        forward cost for admission, before any real batch has been timed.
+        """
         size = model.detector.crop_size
         generator = torch.Generator().manual_seed(0)
         image = torch.rand((3, size * 2, size * 2), generator=generator)
         prepared = model.detector.prepare(image)
+        per_image_s = 0.0
         for count in batch_sizes:
+            started = time.perf_counter()
             forward(model, [prepared] * count)
+            per_image_s = (time.perf_counter() - started) / count
+        return per_image_s
 
 
 def forward(model: ModelSet, batch: list[Prepared]) -> list[ImageScores]:

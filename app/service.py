@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import torch
 
@@ -21,6 +22,7 @@ from app.metrics import Metrics
 from app.settings import Settings
 
 log = logging.getLogger("app.service")
+T = TypeVar("T")
 
 
 class Phase(str, enum.Enum):
@@ -44,7 +46,8 @@ class Service:
         self.batcher: Batcher[PreparedImage, ImageScores] = Batcher(
             run_batch=self.engine.run_batch, executor=self.infer_pool, metrics=self.metrics,
             max_batch_size=settings.max_batch_size, max_wait_s=settings.max_wait_s,
-            capacity=settings.queue_capacity,
+            capacity=settings.queue_capacity, request_timeout_s=settings.request_timeout_s,
+            decode_threads=settings.decode_threads,
         )
         self.phase = Phase.STARTING
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -66,11 +69,13 @@ class Service:
     async def _warm_up(self, model: ModelSet) -> None:
         started = time.perf_counter()
         try:
-            await self._in_infer_thread(self.engine.warm_up, model)
+            per_image_s = await self._in_infer_thread(self.engine.warm_up, model)
         except Exception:
             log.exception("warm-up failed; the service stays unready")
             self.phase = Phase.FAILED
             return
+        # Admission estimates the backlog from measured costs from the very first request on.
+        self.batcher.seed_costs(per_image_s)
         if self.phase is Phase.STARTING:
             self.phase = Phase.READY
             self.metrics.ready.set(1)
@@ -120,11 +125,13 @@ class Service:
 
     async def prepare(self, data: bytes) -> PreparedImage:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.decode_pool, self.engine.prepare, data, time.perf_counter())
+        item = await loop.run_in_executor(self.decode_pool, self.engine.prepare, data, time.perf_counter())
+        self.batcher.observe_prepare(item.decode_s + item.crop_s)
+        return item
 
     def _publish(self, model: ModelSet) -> None:
         self.metrics.set_generators(model.names, model.extractor_key, model.detector.crop_size)
 
-    async def _in_infer_thread(self, fn: Callable[[ModelSet], None], model: ModelSet) -> None:
+    async def _in_infer_thread(self, fn: Callable[[ModelSet], T], model: ModelSet) -> T:
         # The inference thread, so warm-ups never run concurrently with a live batch.
-        await asyncio.get_running_loop().run_in_executor(self.infer_pool, fn, model)
+        return await asyncio.get_running_loop().run_in_executor(self.infer_pool, fn, model)

@@ -1,4 +1,5 @@
-"""The batching policy (pure ``collect_batch``) and the Batcher's failure rules, without a server."""
+"""The batching and admission policies (pure ``collect_batch``, ``estimated_wait_s``,
+``admission_refusal``) and the Batcher's failure rules, without a server."""
 
 from __future__ import annotations
 
@@ -10,7 +11,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from app.batcher import Batcher, BatchPlan, collect_batch
+from app.batcher import (
+    WAIT_BUDGET_FRACTION,
+    Batcher,
+    BatchPlan,
+    Refusal,
+    admission_refusal,
+    collect_batch,
+    estimated_wait_s,
+)
 from app.errors import DeadlineExceeded, InferenceFailed, QueueFull, ShuttingDown
 from app.metrics import Metrics
 
@@ -48,6 +57,47 @@ def test_no_wait_when_no_admitted_image_is_still_on_its_way() -> None:
 def test_zero_wait_and_batch_size_one_never_wait() -> None:
     assert collect_batch([3.0], now=3.0, max_batch_size=8, max_wait_s=0.0) == BatchPlan(1)
     assert collect_batch([3.0, 3.0], now=3.0, max_batch_size=1, max_wait_s=1.0) == BatchPlan(1)
+
+
+# -- estimated_wait_s and admission_refusal ---------------------------------------------------
+
+
+def test_the_backlog_drains_at_the_pace_of_the_slower_stage() -> None:
+    # Model-bound (a CPU): 10 images x 80 ms of forward pass; decoding on 2 threads keeps up.
+    assert estimated_wait_s(10, 0.080, 0.040, decode_threads=2) == pytest.approx(0.8)
+    # Decode-bound (a GPU): 5 ms forward, 60 ms decode shared by 2 threads = 30 ms per image.
+    assert estimated_wait_s(10, 0.005, 0.060, decode_threads=2) == pytest.approx(0.3)
+    assert estimated_wait_s(0, 0.1, 0.1, decode_threads=1) == 0.0
+
+
+def test_admission_admits_while_capacity_and_the_wait_budget_allow() -> None:
+    assert admission_refusal(in_flight=10, count=1, capacity=256, wait_s=2.0, budget_s=15.0) is None
+    assert admission_refusal(in_flight=255, count=1, capacity=256, wait_s=14.9, budget_s=15.0) is None
+
+
+def test_admission_refuses_past_capacity_with_the_time_to_drain_the_excess() -> None:
+    # 4 + 4 images over a capacity of 6, 8 images take 4 s: the 2 extra ones drain in 1 s.
+    assert admission_refusal(in_flight=4, count=4, capacity=6, wait_s=4.0, budget_s=15.0) == Refusal("capacity", 1)
+
+
+def test_admission_refuses_a_backlog_that_would_outlast_the_budget() -> None:
+    # 200 images at 80 ms = 16 s of work against a 10 s budget: retry once 6 s of it are done.
+    assert admission_refusal(in_flight=199, count=1, capacity=256, wait_s=16.0, budget_s=10.0) == \
+        Refusal("deadline", 6)
+
+
+def test_an_idle_service_admits_even_a_request_slower_than_the_budget() -> None:
+    # Refusing it would refuse it forever: it can only be served when nothing else is in flight.
+    assert admission_refusal(in_flight=0, count=16, capacity=256, wait_s=40.0, budget_s=15.0) is None
+
+
+def test_retry_after_is_whole_seconds_between_one_and_the_budget() -> None:
+    assert admission_refusal(in_flight=5, count=1, capacity=256, wait_s=10.01, budget_s=10.0) == \
+        Refusal("deadline", 1)
+    assert admission_refusal(in_flight=999, count=1, capacity=256, wait_s=900.0, budget_s=10.0) == \
+        Refusal("capacity", 10)
+    assert admission_refusal(in_flight=99, count=1, capacity=256, wait_s=900.0, budget_s=10.0) == \
+        Refusal("deadline", 10)
 
 
 # -- Batcher ------------------------------------------------------------------------------------
@@ -160,6 +210,34 @@ def test_admission_refuses_past_capacity_with_a_retry_after() -> None:
         with pytest.raises(ShuttingDown):
             with batcher.admit(1):
                 pass
+
+    asyncio.run(scenario())
+
+
+def test_admission_refuses_once_the_measured_backlog_exceeds_the_budget() -> None:
+    async def scenario() -> None:
+        # A 2 s timeout leaves 1 s of admitted backlog; each image costs 0.3 s of forward pass.
+        batcher = make_batcher(Recorder(), capacity=100, request_timeout_s=2.0)
+        batcher.seed_costs(0.3)
+        batcher.start()
+        assert batcher.wait_budget_s == pytest.approx(2.0 * WAIT_BUDGET_FRACTION)
+        with batcher.admit(3):  # 0.9 s
+            with pytest.raises(QueueFull) as refused:
+                with batcher.admit(1):  # 1.2 s > 1 s
+                    pass
+            assert refused.value.headers["Retry-After"] == "1"
+            assert "DIF_REQUEST_TIMEOUT_S" in refused.value.message
+        with batcher.admit(3):  # the backlog drained: admitted again
+            pass
+        # Slow decoding on one thread makes the same backlog too long as well.
+        batcher.seed_costs(0.01)
+        for _ in range(30):
+            batcher.observe_prepare(0.5)
+        with batcher.admit(2):
+            with pytest.raises(QueueFull):
+                with batcher.admit(1):
+                    pass
+        await batcher.stop(1)
 
     asyncio.run(scenario())
 

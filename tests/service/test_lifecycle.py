@@ -26,9 +26,9 @@ def test_readyz_is_503_until_warm_while_healthz_answers(serve, png_512: bytes) -
     def hold_warm_up(server: ThreadServer) -> None:
         original = server.service.engine.warm_up
 
-        def gated(*args: Any, **kwargs: Any) -> None:
+        def gated(*args: Any, **kwargs: Any) -> float:
             assert warm.wait(60)
-            original(*args, **kwargs)
+            return original(*args, **kwargs)
 
         server.service.engine.warm_up = gated  # type: ignore[method-assign]
 

@@ -53,6 +53,7 @@ class Service:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._warmup: asyncio.Task[None] | None = None
         self._reload_lock = asyncio.Lock()
+        self._shutdown_at: float | None = None  # monotonic time of the first begin_shutdown
 
     async def start(self) -> None:
         """Load and validate the artifacts (a bad set stops startup), start the batcher, warm up."""
@@ -85,6 +86,8 @@ class Service:
         """Flip readiness and flush the queue. Safe to call from a signal handler or another thread."""
         if self.phase is Phase.STOPPED:
             return
+        if self._shutdown_at is None:
+            self._shutdown_at = time.monotonic()
         self.phase = Phase.DRAINING
         loop = self._loop
         if loop is not None and not loop.is_closed():
@@ -101,13 +104,24 @@ class Service:
         if self._warmup is not None and not self._warmup.done():
             self._warmup.cancel()
             await asyncio.gather(self._warmup, return_exceptions=True)
-        await self.batcher.stop(self.settings.drain_timeout_s)
+        await self.batcher.stop(self.drain_time_left_s())
         self.phase = Phase.STOPPED
         self.metrics.ready.set(0)
         # No waiting here: a forward pass stuck past the drain timeout must not freeze the event loop.
         self.decode_pool.shutdown(wait=False, cancel_futures=True)
         self.infer_pool.shutdown(wait=False, cancel_futures=True)
         log.info("stopped")
+
+    def drain_time_left_s(self) -> float:
+        """What is left of DIF_DRAIN_TIMEOUT_S since shutdown began.
+
+        One budget for the whole drain: uvicorn's wait for open requests and then the queue's
+        flush share it, so SIGTERM-to-exit stays within DIF_DRAIN_TIMEOUT_S (plus teardown) and a
+        grace period sized from it is enough, instead of each phase taking the full timeout.
+        """
+        if self._shutdown_at is None:
+            return self.settings.drain_timeout_s
+        return max(0.0, self.settings.drain_timeout_s - (time.monotonic() - self._shutdown_at))
 
     async def reload(self) -> ModelSet:
         """Load and warm a new set beside the serving one, then swap it in."""

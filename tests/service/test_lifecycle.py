@@ -15,9 +15,10 @@ from typing import Any
 import httpx
 
 from app.commands import cmd_serve
+from app.service import Service
 from dif.cli import build_parser
 
-from .support import REPO, ThreadServer, error_of, metric_value, wait_until, write_artifacts
+from .support import REPO, ThreadServer, error_of, make_settings, metric_value, wait_until, write_artifacts
 
 
 def test_readyz_is_503_until_warm_while_healthz_answers(serve, png_512: bytes) -> None:  # type: ignore[no-untyped-def]
@@ -58,13 +59,37 @@ def test_readyz_is_503_from_the_moment_shutdown_begins(serve, png_512: bytes) ->
     assert metric_value(server.metrics(), "dif_ready") == 0
 
 
+# Seconds from SIGTERM to the exit beyond DIF_DRAIN_TIMEOUT_S: interpreter teardown, not draining.
+EXIT_SLACK_S = 5.0
+
+
 def test_sigterm_under_load_answers_every_accepted_request(process_server, image_blobs) -> None:  # type: ignore[no-untyped-def]
+    """SIGTERM with a backlog: unready at once, every accepted request 200, exit within the drain budget."""
+    drain_timeout_s = 20.0
     # Batches of 2 are slower than decoding, so a backlog builds up in the queue.
-    server = process_server(DIF_MAX_BATCH_SIZE="2", DIF_DRAIN_TIMEOUT_S="30", DIF_LOG_LEVEL="info")
+    server = process_server(DIF_MAX_BATCH_SIZE="2", DIF_DRAIN_TIMEOUT_S=str(drain_timeout_s), DIF_LOG_LEVEL="info")
+    assert server.proc is not None
     uploads = image_blobs[::4][:24]
     backlog = 6
 
-    async def scenario() -> tuple[list[httpx.Response], list[float], float]:
+    async def poll_readiness(ready_seen: asyncio.Event, stop: asyncio.Event) -> list[tuple[float, float, int]]:
+        """/readyz on fresh connections until told to stop: (sent, answered, status; 0 = refused)."""
+        seen: list[tuple[float, float, int]] = []
+        limits = httpx.Limits(max_keepalive_connections=0)
+        async with httpx.AsyncClient(base_url=server.url, timeout=2, limits=limits) as probe:
+            while not stop.is_set():
+                sent = time.monotonic()
+                try:
+                    status = (await probe.get("/readyz")).status_code
+                except httpx.TransportError:
+                    status = 0  # stopped listening: unready as far as any load balancer is concerned
+                seen.append((sent, time.monotonic(), status))
+                if status == 200:
+                    ready_seen.set()
+                await asyncio.sleep(0.005)
+        return seen
+
+    async def scenario() -> tuple[list[httpx.Response], list[float], float, list[tuple[float, float, int]], float]:
         finished: list[float] = []
 
         async def upload(client: httpx.AsyncClient, blob: tuple[str, bytes]) -> httpx.Response:
@@ -82,17 +107,32 @@ def test_sigterm_under_load_answers_every_accepted_request(process_server, image
                     break
                 await asyncio.sleep(0.02)
             assert queued >= backlog, f"no backlog formed (queue depth {queued})"
+            ready_seen, stop_polling = asyncio.Event(), asyncio.Event()
+            polling = asyncio.create_task(poll_readiness(ready_seen, stop_polling))
+            await asyncio.wait_for(ready_seen.wait(), 10)  # the poller runs, and saw 200, before the signal
             signalled = time.monotonic()
             server.terminate()
+            await asyncio.to_thread(server.proc.wait, drain_timeout_s + 60)
+            exit_after_s = time.monotonic() - signalled
+            stop_polling.set()
+            readiness = await polling
             responses = await asyncio.gather(*pending)
-        return responses, finished, signalled
+        return responses, finished, signalled, readiness, exit_after_s
 
-    responses, finished, signalled = asyncio.run(scenario())
+    responses, finished, signalled, readiness, exit_after_s = asyncio.run(scenario())
     assert [r.status_code for r in responses] == [200] * len(uploads), [r.text[:200] for r in responses]
     answered_after_signal = sum(1 for t in finished if t > signalled)
     assert answered_after_signal >= backlog, f"only {answered_after_signal} answers came after SIGTERM"
-    assert server.proc is not None
-    code = server.proc.wait(60)
+    # Readiness is false for every probe sent after the signal (503 while uvicorn still listens,
+    # then refused), and the first of them is answered at once.
+    after = [(round(sent - signalled, 3), round(done - signalled, 3), status)
+             for sent, done, status in readiness if sent >= signalled]
+    assert after and after[0][1] < 0.5, f"first readiness answer after SIGTERM: {after[:3]}"
+    assert all(status in (503, 0) for _, _, status in after), after
+    # The whole drain (open requests, then the queue) fits DIF_DRAIN_TIMEOUT_S, so a grace period
+    # sized from it is never cut short by SIGKILL.
+    assert exit_after_s <= drain_timeout_s + EXIT_SLACK_S, f"exited {exit_after_s:.1f}s after SIGTERM"
+    code = server.proc.returncode
     # uvicorn re-raises the signal after a clean shutdown, so "killed by SIGTERM" is a clean exit too.
     assert code in (0, -signal.SIGTERM), server.log()
     log = server.log()
@@ -102,6 +142,16 @@ def test_sigterm_under_load_answers_every_accepted_request(process_server, image
         raise AssertionError("the server still answers after shutdown")
     except httpx.ConnectError:
         pass
+
+
+def test_the_drain_budget_runs_from_the_signal_not_per_phase(fingerprints_dir: Path) -> None:
+    # uvicorn's wait for open requests and the queue's flush share one DIF_DRAIN_TIMEOUT_S.
+    service = Service(make_settings(fingerprints_dir, drain_timeout_s=10))
+    assert service.drain_time_left_s() == 10
+    service.begin_shutdown()
+    time.sleep(0.3)
+    service.begin_shutdown()  # a second signal does not restart the clock
+    assert 8.0 < service.drain_time_left_s() <= 9.7
 
 
 def test_reload_under_load_loses_no_request(serve, tmp_path: Path, image_blobs) -> None:  # type: ignore[no-untyped-def]

@@ -8,6 +8,9 @@ and 32 over loopback, and prints throughput and p50/p99 latency, the 13-vs-1
 generator cost, a per-image time breakdown and the decode-bound ceiling of this
 machine (decode + crop on two threads, measured here, in this run).
 
+Servers and the closed-loop driver come from bench/load.py (shared with bench/loadgen.py,
+bench/soak.py and the overload test).
+
 Images: every file of ../shared/data/ltim (PNG 256-512 px and JPEG up to ~1000 px).
 Fingerprints: random tensors with the default extractor: scoring cost does not
 depend on their values.
@@ -19,153 +22,30 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
-import httpx
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from app.engine import forward, load_model_set  # noqa: E402
-from dif.artifact import Detection, Fingerprint, save_fingerprint  # noqa: E402
-from dif.calibration import Calibration  # noqa: E402
-from dif.extractors import DEFAULT_EXTRACTOR, create  # noqa: E402
+from bench.load import Image, LoadResult, Server, closed_loop, load_images, write_set  # noqa: E402
 from dif.images import decode_image  # noqa: E402
 
-DATA = REPO.parent / "shared" / "data" / "ltim"
 CONCURRENCY = (1, 8, 32)
-
-
-# -- set-up -------------------------------------------------------------------------------------
-
-
-def write_set(root: Path, count: int) -> Path:
-    extractor = create(DEFAULT_EXTRACTOR).describe()
-    for i in range(count):
-        tensor = torch.randn((3, 256, 256), generator=torch.Generator().manual_seed(i))
-        fp = Fingerprint(f"gen{i:02d}", tensor, Calibration(0.0, 0.02, 0.01, 0.01), extractor, Detection(), {})
-        save_fingerprint(fp, root / fp.name)
-    return root
-
-
-def load_images() -> list[tuple[str, bytes]]:
-    paths = sorted(DATA.glob("*/*/*"))
-    if not paths:
-        sys.exit(f"no images under {DATA}")
-    return [(p.name, p.read_bytes()) for p in paths]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Server:
-    def __init__(self, fingerprints: Path, max_batch_size: int, torch_threads: int, log: Path):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "PYTHONPATH": str(REPO), "DIF_FINGERPRINTS_DIR": str(fingerprints),
-               "DIF_DEVICE": "cpu", "DIF_MAX_BATCH_SIZE": str(max_batch_size), "DIF_QUEUE_CAPACITY": "4096",
-               "DIF_LOG_LEVEL": "warning", "DIF_REQUEST_TIMEOUT_S": "120", "DIF_TORCH_THREADS": str(torch_threads)}
-        self.proc = subprocess.Popen([sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(self.port)],
-                                     cwd=REPO, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                sys.exit(f"server exited:\n{log.read_text()}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        sys.exit("server never became ready")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(60)
-
-
-# -- load ---------------------------------------------------------------------------------------
-
-
-@dataclass
-class Run:
-    label: str
-    concurrency: int
-    seconds: float
-    latencies: list[float] = field(default_factory=list)
-    timings: list[dict[str, float]] = field(default_factory=list)
-    batch_sizes: list[int] = field(default_factory=list)
-    errors: int = 0
-
-    @property
-    def throughput(self) -> float:
-        return len(self.latencies) / self.seconds
-
-    def percentile(self, q: float) -> float:
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else float("nan")
-
-    def mean_timing(self, key: str, per_image: bool = False) -> float:
-        if per_image:
-            values = [t[key] / b for t, b in zip(self.timings, self.batch_sizes, strict=True)]
-        else:
-            values = [t[key] for t in self.timings]
-        return statistics.fmean(values) if values else float("nan")
-
-    def summary(self) -> dict[str, Any]:
-        return {"label": self.label, "concurrency": self.concurrency, "requests": len(self.latencies),
-                "errors": self.errors, "throughput": self.throughput, "p50_ms": self.percentile(0.5),
-                "p99_ms": self.percentile(0.99), "mean_batch": statistics.fmean(self.batch_sizes or [0])}
-
-
-async def drive(url: str, images: list[tuple[str, bytes]], concurrency: int, seconds: float, label: str,
-                warmup_s: float = 1.0) -> Run:
-    run = Run(label, concurrency, seconds)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
-        start = time.monotonic()
-        measure_from, stop_at = start + warmup_s, start + warmup_s + seconds
-
-        async def worker(offset: int) -> None:
-            i = offset
-            while time.monotonic() < stop_at:
-                name, data = images[i % len(images)]
-                i += concurrency
-                sent = time.monotonic()
-                response = await client.post("/detect", files={"file": (name, data)})
-                done = time.monotonic()
-                # Throughput counts answers that arrive inside the window, whenever they were sent.
-                if done < measure_from or done > stop_at:
-                    continue
-                if response.status_code != 200:
-                    run.errors += 1
-                    continue
-                body = response.json()
-                run.latencies.append(done - sent)
-                run.timings.append(body["timings_ms"])
-                run.batch_sizes.append(body["batch_size"])
-
-        await asyncio.gather(*(worker(k) for k in range(concurrency)))
-    return run
 
 
 # -- in-process measurements --------------------------------------------------------------------
 
 
-def decode_ceiling(images: list[tuple[str, bytes]], fingerprints: Path, seconds: float, threads: int = 2) -> float:
+def decode_ceiling(images: list[Image], fingerprints: Path, seconds: float, threads: int = 2) -> float:
     """Images per second that decode + crop alone reach on ``threads`` threads: the service's upper bound."""
     model = load_model_set(fingerprints, None, torch.device("cpu"), 1)
 
@@ -181,7 +61,7 @@ def decode_ceiling(images: list[tuple[str, bytes]], fingerprints: Path, seconds:
     return done / (time.monotonic() - started)
 
 
-def forward_cost(images: list[tuple[str, bytes]], sets: dict[int, Path], batches: tuple[int, ...] = (1, 4, 16),
+def forward_cost(images: list[Image], sets: dict[int, Path], batches: tuple[int, ...] = (1, 4, 16),
                  repeats: int = 5) -> dict[tuple[int, int], dict[str, float]]:
     """Median ms per image of one forward pass (residual, scoring), keyed by (generators, batch size).
 
@@ -219,7 +99,7 @@ def main() -> None:
         sets = {13: write_set(root / "set13", 13), 1: write_set(root / "set1", 1)}
         ceiling = decode_ceiling(images, sets[1], seconds=min(args.seconds, 6.0))
         forward_ms = forward_cost(images, sets)
-        runs: list[Run] = []
+        runs: list[LoadResult] = []
         servers = {  # label -> (fingerprints, max batch, concurrency levels)
             "13 gen, batched (max 16)": (sets[13], 16, CONCURRENCY),
             "13 gen, max_batch_size=1": (sets[13], 1, CONCURRENCY),
@@ -228,14 +108,14 @@ def main() -> None:
         }
         # All servers up at once (idle ones cost nothing) and runs interleaved, so the ratios
         # compare runs minutes apart at most, whatever else the machine is doing.
-        started = {label: Server(fps, batch, args.torch_threads, root / f"server-{i}.log")
+        started = {label: Server(server_env(fps, batch, args.torch_threads), root / f"server-{i}.log")
                    for i, (label, (fps, batch, _)) in enumerate(servers.items())}
         try:
             for concurrency in CONCURRENCY:
                 for label, (_, _, levels) in servers.items():
                     if concurrency not in levels:
                         continue
-                    runs.append(asyncio.run(drive(started[label].url, images, concurrency, args.seconds, label)))
+                    runs.append(asyncio.run(closed_loop(started[label].url, images, concurrency, args.seconds, label)))
                     print(f"  {label:28s} c={concurrency:<3d} {runs[-1].throughput:6.1f} img/s", file=sys.stderr)
         finally:
             for server in started.values():
@@ -243,10 +123,16 @@ def main() -> None:
     report(runs, ceiling, forward_ms, len(images), args)
 
 
-def report(runs: list[Run], ceiling: float, forward_ms: dict[tuple[int, int], dict[str, float]], n_images: int,
+def server_env(fingerprints: Path, max_batch_size: int, torch_threads: int) -> dict[str, str]:
+    # A deep queue and a long timeout: this bench measures speed, not refusals.
+    return {"DIF_FINGERPRINTS_DIR": str(fingerprints), "DIF_MAX_BATCH_SIZE": str(max_batch_size),
+            "DIF_QUEUE_CAPACITY": "4096", "DIF_REQUEST_TIMEOUT_S": "120", "DIF_TORCH_THREADS": str(torch_threads)}
+
+
+def report(runs: list[LoadResult], ceiling: float, forward_ms: dict[tuple[int, int], dict[str, float]], n_images: int,
            args: argparse.Namespace) -> None:
-    def find(label: str, c: int) -> Run:
-        return next(r for r in runs if r.label.startswith(label) and r.concurrency == c)
+    def find(label: str, c: int) -> LoadResult:
+        return next(r for r in runs if r.label.startswith(label) and r.level == c)
 
     print(f"\nDIF service benchmark: {os.cpu_count()} CPUs, torch {torch.__version__}, "
           f"DIF_TORCH_THREADS={args.torch_threads}, {n_images} images (PNG 256-512 px, JPEG ~550-1050 px), "
@@ -255,16 +141,16 @@ def report(runs: list[Run], ceiling: float, forward_ms: dict[tuple[int, int], di
     print("|---|---:|---:|---:|---:|---:|---:|")
     for r in runs:
         s = r.summary()
-        print(f"| {r.label} | {r.concurrency} | {s['throughput']:.1f} | {s['p50_ms']:.0f} | {s['p99_ms']:.0f} "
-              f"| {s['mean_batch']:.1f} | {r.errors} |")
+        print(f"| {r.label} | {r.level:g} | {s['throughput']:.1f} | {s['p50_ms']:.0f} | {s['p99_ms']:.0f} "
+              f"| {s['mean_batch']:.1f} | {s['errors'] + s['rejected_429']} |")
 
     print("\nBatched vs max_batch_size=1 (13 generators):\n")
     print("| concurrency | throughput ratio | p50 ratio | p99 ratio |")
     print("|---:|---:|---:|---:|")
     for c in CONCURRENCY:
         b, u = find("13 gen, batched (max 16)", c), find("13 gen, max_batch_size=1", c)
-        print(f"| {c} | {b.throughput / u.throughput:.2f}x | {b.percentile(.5) / u.percentile(.5):.2f}x "
-              f"| {b.percentile(.99) / u.percentile(.99):.2f}x |")
+        print(f"| {c} | {b.throughput / u.throughput:.2f}x | {b.latency_ms(.5) / u.latency_ms(.5):.2f}x "
+              f"| {b.latency_ms(.99) / u.latency_ms(.99):.2f}x |")
 
     t13, t1 = find("13 gen, batched (max 16)", 32), find("1 gen, batched", 32)
     s13, s1 = find("13 gen, batched (max 16)", 1), find("1 gen, batched", 1)
@@ -279,8 +165,8 @@ def report(runs: list[Run], ceiling: float, forward_ms: dict[tuple[int, int], di
               f"| {f13['scoring_ms'] / f1['scoring_ms']:.2f}x |")
     print(f"| service time per image at c=32 (1 / throughput), ms | {1000 / t1.throughput:.1f} "
           f"| {1000 / t13.throughput:.1f} | {t1.throughput / t13.throughput:.2f}x |")
-    print(f"| p50 latency at c=1, ms | {s1.percentile(.5):.0f} | {s13.percentile(.5):.0f} "
-          f"| {s13.percentile(.5) / s1.percentile(.5):.2f}x |")
+    print(f"| p50 latency at c=1, ms | {s1.latency_ms(.5):.0f} | {s13.latency_ms(.5):.0f} "
+          f"| {s13.latency_ms(.5) / s1.latency_ms(.5):.2f}x |")
 
     print("\nWhere a request's time goes, ms (13 generators, batched, max 16; means of the responses' "
           "timings_ms; the forward pass is its whole batch's, which the request waits for):\n")
@@ -292,7 +178,7 @@ def report(runs: list[Run], ceiling: float, forward_ms: dict[tuple[int, int], di
         parts = [r.mean_timing("decode_queue_ms"), r.mean_timing("decode_ms"), r.mean_timing("crop_ms"),
                  r.mean_timing("queue_ms"), r.mean_timing("residual_ms") + r.mean_timing("scoring_ms")]
         server_total = r.mean_timing("total_ms")
-        latency = statistics.fmean(r.latencies) * 1000
+        latency = statistics.fmean(s.latency for s in r.ok) * 1000
         cells = " | ".join(f"{p:.1f}" for p in parts)
         print(f"| {c} | {cells} | {server_total - sum(parts):.1f} | {latency - server_total:.1f} | {latency:.1f} |")
 
@@ -304,19 +190,19 @@ def report(runs: list[Run], ceiling: float, forward_ms: dict[tuple[int, int], di
         parts = [r.mean_timing("decode_ms"), r.mean_timing("crop_ms"), r.mean_timing("residual_ms", per_image=True),
                  r.mean_timing("scoring_ms", per_image=True)]
         cells = " | ".join(f"{p:.1f}" for p in parts)
-        print(f"| {c} | {statistics.fmean(r.batch_sizes):.1f} | {cells} | {sum(parts):.1f} |")
+        print(f"| {c} | {r.mean_batch:.1f} | {cells} | {sum(parts):.1f} |")
 
     best = max(runs, key=lambda r: r.throughput if r.label.startswith("13 gen") else 0.0)
     model_ms = min(v["residual_ms"] + v["scoring_ms"] for (g, _), v in forward_ms.items() if g == 13)
     print(f"\nDecode-bound ceiling (decode + crop only, 2 threads, same images): {ceiling:.1f} img/s. "
-          f"Best 13-generator service throughput: {best.throughput:.1f} img/s ({best.label}, c={best.concurrency}) "
+          f"Best 13-generator service throughput: {best.throughput:.1f} img/s ({best.label}, c={best.level:g}) "
           f"= {100 * best.throughput / ceiling:.0f}% of it. The model alone costs at best {model_ms:.0f} ms per "
           f"image on one thread (13 generators), a ceiling of {1000 / model_ms:.1f} img/s for the inference core.")
     if args.json:
         args.json.write_text(json.dumps({
             "runs": [r.summary() for r in runs], "decode_ceiling": ceiling,
             "forward_ms": {f"{g} gen, batch {b}": v for (g, b), v in forward_ms.items()},
-            "runs_raw": [asdict(r) for r in runs],
+            "samples": [[asdict(sample) for sample in r.samples] for r in runs],
         }, indent=2))
 
 

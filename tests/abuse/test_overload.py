@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -65,6 +66,13 @@ def test_three_times_capacity_gets_200_or_429_with_retry_after_and_recovers(tmp_
 
     context = (f"capacity {capacity:.1f} img/s, offered {OVERLOAD_FACTOR * capacity:.1f}/s: statuses {statuses} "
                f"(0 = no answer within {TIMEOUT_S + HANG_MARGIN_S:g} s)")
+    # The figures docs/load.md quotes (`pytest -s` shows them).
+    print(f"\n{context}; goodput {len(flood.ok) / OVERLOAD_S:.1f} img/s; p50/p99 of the 200s "
+          f"{flood.latency_ms(0.5):.0f}/{flood.latency_ms(0.99):.0f} ms; Retry-After "
+          f"{dict(Counter(s.retry_after for s in flood.samples if s.status == 429))}; RSS idle {idle_rss:.0f} MiB, "
+          f"peak {max(seen.rss_mib):.0f} MiB; /readyz {Counter(seen.readiness)}; p50 at c=1 before "
+          f"{before.latency_ms(0.5):.0f} ms, after {after.latency_ms(0.5):.0f} ms; client send lag p99 "
+          f"{flood.send_lag_ms(0.99):.0f} ms")
     # Only answers and refusals: no 504 (work admitted that could not finish), no 500, no hang.
     assert set(statuses) <= {200, 429}, context
     assert statuses.get(429, 0) > 0, f"3x capacity was never refused: not an overload? {context}"

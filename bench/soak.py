@@ -45,18 +45,20 @@ class Minute:
     p50_ms: float
     p99_ms: float
     rss_mib: float  # median of the RSS samples taken in this minute
+    load_average: float  # mean 1-minute load average of the machine: other jobs show up here
 
 
-async def sample_rss(pid: int, every_s: float, until: float, out: list[tuple[float, float]]) -> None:
+async def sample_rss(pid: int, every_s: float, until: float, out: list[tuple[float, float, float]]) -> None:
+    """(time, server RSS MiB, machine load average) every ``every_s``."""
     process = psutil.Process(pid)
     while time.monotonic() < until:
-        out.append((time.monotonic(), process.memory_info().rss / MIB))
+        out.append((time.monotonic(), process.memory_info().rss / MIB, os.getloadavg()[0]))
         await asyncio.sleep(every_s)
 
 
 async def soak(url: str, pid: int | None, images: list[Image], rate: float, seconds: float
-               ) -> tuple[LoadResult, list[tuple[float, float]]]:
-    rss: list[tuple[float, float]] = []
+               ) -> tuple[LoadResult, list[tuple[float, float, float]]]:
+    rss: list[tuple[float, float, float]] = []
     load = open_loop(url, images, rate, seconds, "soak", warmup_s=0.0, timeout_s=120.0)
     if pid is None:
         return await load, rss
@@ -64,7 +66,7 @@ async def soak(url: str, pid: int | None, images: list[Image], rate: float, seco
     return result, rss
 
 
-def per_minute(result: LoadResult, rss: list[tuple[float, float]]) -> list[Minute]:
+def per_minute(result: LoadResult, rss: list[tuple[float, float, float]]) -> list[Minute]:
     start = result.window[0]
     minutes = []
     for m in range(int(result.seconds // 60)):
@@ -72,20 +74,37 @@ def per_minute(result: LoadResult, rss: list[tuple[float, float]]) -> list[Minut
         due = [s for s in result.samples if lo <= s.scheduled < hi]
         ok = [s.latency * 1000 for s in due if s.status == 200]
         refused = sum(1 for s in due if s.status == 429)
-        memory = [value for t, value in rss if lo <= t < hi]
+        memory = [value for t, value, _ in rss if lo <= t < hi]
+        load = [value for t, _, value in rss if lo <= t < hi]
         minutes.append(Minute(m + 1, len(due), len(ok), refused, len(due) - len(ok) - refused,
                               percentile(ok, 0.5), percentile(ok, 0.99),
-                              statistics.median(memory) if memory else float("nan")))
+                              statistics.median(memory) if memory else float("nan"),
+                              statistics.fmean(load) if load else float("nan")))
     return minutes
 
 
-def drift(minutes: list[Minute]) -> dict[str, float]:
-    """First minute vs last: RSS in MiB and %/hour (extrapolated linearly), p99 as a ratio."""
+def slope_per_hour(samples: list[tuple[float, float]]) -> float:
+    """Least-squares slope of (seconds, value) samples, per hour."""
+    if len(samples) < 2:
+        return float("nan")
+    xs, ys = [t for t, _ in samples], [v for _, v in samples]
+    return float(statistics.linear_regression(xs, ys).slope) * 3600
+
+
+def drift(minutes: list[Minute], rss: list[tuple[float, float, float]]) -> dict[str, float]:
+    """First minute vs last: RSS in MiB and %/hour (extrapolated linearly), p99 as a ratio.
+
+    Plus the RSS slope over the second half: a leak keeps climbing there, while a high-water
+    mark left by one burst (freed memory the allocator keeps) is a step followed by a flat line.
+    """
     first, last = minutes[0], minutes[-1]
+    half = rss[len(rss) // 2:]
     hours = (last.minute - first.minute) / 60 or float("nan")
     rss_mib = last.rss_mib - first.rss_mib
     return {"rss_first_mib": first.rss_mib, "rss_last_mib": last.rss_mib, "rss_drift_mib": rss_mib,
             "rss_drift_pct_per_hour": 100 * rss_mib / first.rss_mib / hours,
+            "rss_peak_mib": max((v for _, v, _ in rss), default=float("nan")),
+            "rss_second_half_slope_mib_per_hour": slope_per_hour([(t, v) for t, v, _ in half]),
             "p99_first_ms": first.p99_ms, "p99_last_ms": last.p99_ms,
             "p99_ratio_last_first": last.p99_ms / first.p99_ms}
 
@@ -93,13 +112,13 @@ def drift(minutes: list[Minute]) -> dict[str, float]:
 # -- plot (Pillow: matplotlib is not a dependency) ----------------------------------------------
 
 
-def plot(path: Path, rss: list[tuple[float, float]], minutes: list[Minute], t0: float, title: str) -> None:
+def plot(path: Path, rss: list[tuple[float, float, float]], minutes: list[Minute], t0: float, title: str) -> None:
     width, height = 1000, 640
     image = PILImage.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(image)
     draw.text((60, 10), title, fill="black")
     x_max = float(len(minutes)) or 1.0
-    panel(draw, (60, 40, width - 30, 300), x_max, [((t - t0) / 60, v) for t, v in rss], [("RSS MiB", "#1f77b4")])
+    panel(draw, (60, 40, width - 30, 300), x_max, [((t - t0) / 60, v) for t, v, _ in rss], [("RSS MiB", "#1f77b4")])
     points_p50 = [(m.minute - 0.5, m.p50_ms) for m in minutes]
     points_p99 = [(m.minute - 0.5, m.p99_ms) for m in minutes]
     panel(draw, (60, 350, width - 30, height - 40), x_max, points_p50, [("p50 ms", "#2ca02c")], extra=points_p99,
@@ -170,7 +189,7 @@ def main() -> None:
             if server is not None:
                 server.stop()
     minutes = per_minute(result, rss)
-    summary = drift(minutes)
+    summary = drift(minutes, rss)
     report(minutes, summary, cap, rate, args)
     title = (f"DIF soak: {rate} req/s = {args.fraction:.0%} of {cap:.1f} img/s capacity, "
              f"max batch {args.batch_size}, {os.cpu_count()} CPUs")
@@ -186,15 +205,16 @@ def report(minutes: list[Minute], summary: dict[str, Any], cap: float, rate: flo
     print(f"\nDIF soak: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end, capacity "
           f"{cap:.1f} img/s (closed loop, 16 workers), offered {rate} req/s ({args.fraction:.0%}) Poisson for "
           f"{args.minutes} min, DIF_MAX_BATCH_SIZE={args.batch_size}\n")
-    print("| minute | offered | 200 | 429 | other | p50 ms | p99 ms | RSS MiB |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| minute | offered | 200 | 429 | other | p50 ms | p99 ms | RSS MiB | load average |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for m in minutes:
         print(f"| {m.minute} | {m.offered} | {m.ok} | {m.rejected_429} | {m.errors} | {m.p50_ms:.0f} "
-              f"| {m.p99_ms:.0f} | {m.rss_mib:.1f} |")
+              f"| {m.p99_ms:.0f} | {m.rss_mib:.1f} | {m.load_average:.1f} |")
     print(f"\nRSS {summary['rss_first_mib']:.1f} -> {summary['rss_last_mib']:.1f} MiB (first minute vs last): "
           f"{summary['rss_drift_mib']:+.1f} MiB, {summary['rss_drift_pct_per_hour']:+.2f} %/hour. "
           f"p99 {summary['p99_first_ms']:.0f} -> {summary['p99_last_ms']:.0f} ms "
-          f"({summary['p99_ratio_last_first']:.2f}x).")
+          f"({summary['p99_ratio_last_first']:.2f}x). Peak RSS {summary['rss_peak_mib']:.1f} MiB; RSS slope over "
+          f"the second half {summary['rss_second_half_slope_mib_per_hour']:+.1f} MiB/hour.")
 
 
 if __name__ == "__main__":

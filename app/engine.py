@@ -67,7 +67,8 @@ class ModelSet:
         return self._pngs[key]
 
 
-def load_model_set(root: Path, extractor_dir: Path | None, device: torch.device, version: int) -> ModelSet:
+def load_model_set(root: Path, extractor_dir: Path | None, device: torch.device, version: int,
+                   precision: str = "fp32") -> ModelSet:
     """Load and validate every artifact under ``root`` onto ``device`` (blocking: call from a thread)."""
     fingerprints = load_all(root)
     if not fingerprints:
@@ -84,7 +85,7 @@ def load_model_set(root: Path, extractor_dir: Path | None, device: torch.device,
     if stale:
         raise ArtifactError(f"{', '.join(stale)}: made with other weights of extractor {keys[0]} than the ones "
                             f"loaded (digest {str(digest)[:12]}); check DIF_EXTRACTOR_DIR")
-    detector = Detector(fingerprints, extractor, device)
+    detector = Detector(fingerprints, extractor, device, precision=precision)
     return ModelSet(detector=detector, extractor_key=keys[0], version=version, source=Path(root))
 
 
@@ -110,7 +111,9 @@ class ImageScores:
 class Engine:
     """Holds the current ``ModelSet``; prepares uploads and runs forward passes."""
 
-    def __init__(self, fingerprints_dir: Path, extractor_dir: Path | None, device: torch.device, max_pixels: int):
+    def __init__(self, fingerprints_dir: Path, extractor_dir: Path | None, device: torch.device, max_pixels: int,
+                 precision: str = "fp32"):
+        self.precision = precision
         self.fingerprints_dir = fingerprints_dir
         self.extractor_dir = extractor_dir
         self.device = device
@@ -132,9 +135,10 @@ class Engine:
         """Build a new set from disk without installing it (blocking)."""
         self._versions += 1
         started = time.perf_counter()
-        model = load_model_set(self.fingerprints_dir, self.extractor_dir, self.device, self._versions)
-        log.info("loaded %d fingerprints (%s) from %s on %s in %.2fs", len(model.names), model.extractor_key,
-                 self.fingerprints_dir, self.device, time.perf_counter() - started)
+        model = load_model_set(self.fingerprints_dir, self.extractor_dir, self.device, self._versions, self.precision)
+        log.info("loaded %d fingerprints (%s) from %s on %s (%s) in %.2fs", len(model.names), model.extractor_key,
+                 self.fingerprints_dir, self.device, "bf16" if model.detector.low_precision else "fp32",
+                 time.perf_counter() - started)
         return model
 
     def install(self, model: ModelSet) -> None:

@@ -38,7 +38,8 @@ class Service:
         self.settings = settings
         self.metrics = Metrics()
         self.device = resolve_device(settings.device)
-        self.engine = Engine(settings.fingerprints_dir, settings.extractor_dir, self.device, settings.max_pixels)
+        self.engine = Engine(settings.fingerprints_dir, settings.extractor_dir, self.device, settings.max_pixels,
+                             settings.precision)
         # Threads are started lazily by the pools. One inference thread: batches run one at a
         # time and each uses all of torch's intra-op threads.
         self.decode_pool = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="dif-decode")

@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     max_files_per_request: int = Field(16, ge=1)
     decode_threads: int = Field(2, ge=1)
     torch_threads: int = Field(0, ge=0)  # 0 keeps torch's default
+    # bf16 + channels-last for a learned extractor on a GPU; fixed filters always run fp32.
+    precision: Literal["fp32", "bf16"] = "fp32"
     api_key: SecretStr | None = None
     # NoDecode: accept "https://a,https://b" as well as a JSON list.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)

@@ -5,7 +5,7 @@ import torch
 
 from dif.artifact import Detection, Fingerprint
 from dif.calibration import Calibration
-from dif.detector import Detector
+from dif.detector import Detector, compact, expand
 from dif.extractors import DnCNN, create
 from dif.scoring import pearson
 
@@ -43,6 +43,29 @@ def test_fixed_filters_stay_fp32_when_bf16_is_asked_for() -> None:
     assert not asked.low_precision
     prepared = fp32.prepare(image())
     assert torch.equal(fp32.residuals([prepared])[0], asked.residuals([prepared])[0])
+
+
+def test_8_bit_crops_are_queued_as_exact_uint8_and_others_stay_float(tmp_path) -> None:
+    from PIL import Image
+
+    eight_bit = torch.randint(0, 256, (300, 280, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
+    Image.fromarray(eight_bit.numpy()).save(tmp_path / "a.png")
+    extractor = create("signlap@1")
+    detector = Detector(fingerprints(extractor), extractor, "cpu")
+    from dif.images import decode_image
+
+    decoded = decode_image(tmp_path / "a.png")
+    packed = detector.prepare(decoded)
+    assert packed.crops.dtype == torch.uint8
+    top, left = packed.positions[0]
+    assert torch.equal(expand(packed.crops)[0], decoded[:, top : top + 256, left : left + 256])
+    smooth = detector.prepare(image())  # not k/255 values: must not be rounded
+    assert smooth.crops.dtype == torch.float32
+    # A batch mixing both scores each image exactly as it would alone.
+    together = detector.scores([packed, smooth]).correlation
+    assert torch.allclose(together[0], detector.scores([packed]).correlation[0])
+    assert torch.allclose(together[1], detector.scores([smooth]).correlation[0])
+    assert compact(torch.full((1, 3, 4, 4), 0.5)).dtype == torch.float32  # 0.5 is not k/255
 
 
 def test_unknown_precision_is_refused() -> None:

@@ -126,6 +126,8 @@ async def _api_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _dif_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DifError)
+    if exc.http_status < 500:  # an upload the core refused (not an image, too small...) is a rejection too
+        request.app.state.service.metrics.rejections.labels(reason=exc.code).inc()
     return error_response(exc.http_status, exc.code, str(exc), request_id_of(request))
 
 

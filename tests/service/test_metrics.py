@@ -50,6 +50,8 @@ def test_the_listed_series_are_exposed(shared_server: ThreadServer, png_512: byt
         assert sum(metric_value(text, "dif_detections_total", generator=name, verdict=v)
                    for v in ("fake", "real")) >= 1
     assert metric_value(text, "dif_decode_failures_total", reason="image_too_small") >= 1
+    # A refused upload is a rejection too, not only a decode failure (the dashboard's panel).
+    assert metric_value(text, "dif_rejections_total", reason="image_too_small") >= 1
     assert metric_value(text, "dif_rejections_total", reason="admin_disabled") >= 1
     assert metric_value(text, "dif_preprocess_duration_seconds_count", stage="decode") >= 1
 

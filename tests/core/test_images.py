@@ -70,7 +70,7 @@ def test_grid_crops_count_and_alignment():
     crops, positions = grid_crops(image, 256, 4, 16)
     assert crops.shape == (4, 3, 256, 256)
     assert len(set(positions)) == 4
-    for (top, left), crop in zip(positions, crops):
+    for (top, left), crop in zip(positions, crops, strict=True):
         assert top % 16 == 0 and left % 16 == 0
         assert torch.equal(crop, image[:, top : top + 256, left : left + 256])
 

@@ -139,10 +139,8 @@ class ResidualCache:
         """The crops of ``images`` that carry ``label``, augmented copies included, without copying them."""
         parts = []
         for part in [self] + ([self.augmented] if self.augmented is not None else []):
-            wanted = torch.zeros(len(part.labels), dtype=torch.bool)
-            wanted[images] = True
-            keep = wanted[part.image_of_crop] & (part.labels[part.image_of_crop] == label)
-            parts.append((part.residuals, torch.nonzero(keep).flatten()))
+            index = part.crops_of(images)
+            parts.append((part.residuals, index[part.labels[part.image_of_crop[index]] == label]))
         return CropSet(tuple(parts))
 
 

@@ -7,8 +7,8 @@ Made for the device machine (``bench/gpu/run.sh`` installs the carried wheels an
 For each configuration (fixed filter fp32, a reference-sized 17x64 DnCNN in fp32 and in
 bf16 + channels-last):
 
-1. decode ceiling: ``Engine.prepare`` (decode + crop) on a pool of ``--decode-threads``
-   threads, the same work the service's decode pool does, in images/s;
+1. decode ceiling: decode + crop on a pool of ``--decode-threads`` threads, the same work the
+   service's decode pool does, in images/s (``bench/load.py``'s ``decode_ceiling``);
 2. model ceiling: ``Detector.residuals`` + the scorer on pre-decoded batches of
    ``--batch`` images in a bare loop (crops in host memory, copied through the pinned
    staging buffer), in images/s;
@@ -31,20 +31,20 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from load import DATA, REPO, Image, Server, closed_loop, load_images
+from load import DATA, REPO, Image, Server, closed_loop, decode_ceiling, load_images
 
 sys.path.insert(0, str(REPO))
-from app.engine import DEFAULT_RESIDUAL_CHUNK, RESIDUAL_CHUNK, Engine  # noqa: E402
+from app.engine import DEFAULT_RESIDUAL_CHUNK, RESIDUAL_CHUNK, load_model_set  # noqa: E402
 from dif.artifact import Detection, Fingerprint, save_fingerprint  # noqa: E402
 from dif.calibration import Calibration  # noqa: E402
 from dif.detector import Detector, Prepared  # noqa: E402
 from dif.extractors import DnCNN, ResidualExtractor, create, save_denoiser  # noqa: E402
+from dif.images import decode_image  # noqa: E402
 from dif.scoring import standardize  # noqa: E402
 
 
@@ -114,15 +114,6 @@ def write_fingerprints(root: Path, extractor: ResidualExtractor, count: int) -> 
 
 
 # -- ceilings -----------------------------------------------------------------------------------
-
-
-def decode_ceiling(engine: Engine, images: list[Image], threads: int, seconds: float) -> float:
-    """Decode + crop throughput of a pool of ``threads``, as the service's decode pool runs it."""
-    chunk = [blob for _, blob in images] * max(1, (4 * threads) // len(images) + 1)
-    with ThreadPoolExecutor(threads) as pool:
-        def step() -> int:
-            return len(list(pool.map(lambda blob: engine.prepare(blob, time.perf_counter()), chunk)))
-        return timed_rate(step, seconds, lambda: None)
 
 
 def model_ceiling(detector: Detector, prepared: list[Prepared], batch: int, seconds: float) -> float:
@@ -217,12 +208,10 @@ def measure(config: Config, args: argparse.Namespace, images: list[Image], work:
     device = torch.device(args.device)
     extractor, weights = extractor_for(config.extractor, work, args.dncnn_depth, args.dncnn_width)
     fingerprints = write_fingerprints(work / f"set-{config.extractor}", extractor, args.generators)
-    engine = Engine(fingerprints, weights, torch.device("cpu"), 40_000_000)
-    engine.install(engine.load())
-    decode = decode_ceiling(engine, images, args.decode_threads, args.seconds)
-    prepared = [engine.prepare(blob, time.perf_counter()).prepared for _, blob in images]
-    detector = Detector(engine.current.fingerprints, create(config.extractor, weights), device,
-                        precision=config.precision)
+    decode = decode_ceiling(images, fingerprints, args.seconds, args.decode_threads, weights)
+    loaded = load_model_set(fingerprints, weights, torch.device("cpu"), 1)
+    prepared = [loaded.detector.prepare(decode_image(blob)) for _, blob in images]
+    detector = Detector(loaded.fingerprints, create(config.extractor, weights), device, precision=config.precision)
     model = model_ceiling(detector, prepared, args.batch, args.seconds)
     del detector
     env = {"DIF_DEVICE": args.device, "DIF_FINGERPRINTS_DIR": str(fingerprints), "DIF_PRECISION": config.precision,

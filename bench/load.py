@@ -51,6 +51,31 @@ def load_images(root: Path = DATA) -> list[Image]:
     return [(p.name, p.read_bytes()) for p in paths]
 
 
+def decode_ceiling(images: Sequence[Image], fingerprints: Path, seconds: float, threads: int = 2,
+                   extractor_dir: Path | None = None) -> float:
+    """Images per second that decode + crop alone reach on ``threads`` threads: the service's upper bound."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
+    sys.path.insert(0, str(REPO))
+    from app.engine import load_model_set
+    from dif.images import decode_image
+
+    model = load_model_set(fingerprints, extractor_dir, torch.device("cpu"), 1)
+
+    def one(data: bytes) -> None:
+        model.detector.prepare(decode_image(data))
+
+    done = 0
+    started = time.monotonic()
+    with ThreadPoolExecutor(threads) as pool:
+        while time.monotonic() - started < seconds:
+            list(pool.map(one, [d for _, d in images]))
+            done += len(images)
+    return done / (time.monotonic() - started)
+
+
 def write_set(root: Path, count: int) -> Path:
     """``count`` random fingerprints with the default extractor: scoring cost does not depend on values."""
     import torch

@@ -25,8 +25,6 @@ import os
 import statistics
 import sys
 import tempfile
-import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
@@ -36,29 +34,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from app.engine import forward, load_model_set  # noqa: E402
-from bench.load import Image, LoadResult, Server, closed_loop, load_images, write_set  # noqa: E402
+from bench.load import Image, LoadResult, Server, closed_loop, decode_ceiling, load_images, write_set  # noqa: E402
 from dif.images import decode_image  # noqa: E402
 
 CONCURRENCY = (1, 8, 32)
 
 
 # -- in-process measurements --------------------------------------------------------------------
-
-
-def decode_ceiling(images: list[Image], fingerprints: Path, seconds: float, threads: int = 2) -> float:
-    """Images per second that decode + crop alone reach on ``threads`` threads: the service's upper bound."""
-    model = load_model_set(fingerprints, None, torch.device("cpu"), 1)
-
-    def one(data: bytes) -> None:
-        model.detector.prepare(decode_image(data))
-
-    done = 0
-    started = time.monotonic()
-    with ThreadPoolExecutor(threads) as pool:
-        while time.monotonic() - started < seconds:
-            list(pool.map(one, [d for _, d in images]))
-            done += len(images)
-    return done / (time.monotonic() - started)
 
 
 def forward_cost(images: list[Image], sets: dict[int, Path], batches: tuple[int, ...] = (1, 4, 16),

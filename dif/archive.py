@@ -78,17 +78,24 @@ def _member_path(name: str) -> PurePosixPath:
     return path
 
 
-def check_entry(entry: Entry) -> tuple[str, str | None]:
+def check_entry(entry: Entry) -> tuple[str | None, str | None]:
     """One member on its own: safe name, at most one folder deep, an artifact file within its size limit.
 
-    Returns its top folder ("" at the root) and its artifact file name (None for a folder).
+    Returns its top folder ("" at the root; None for the archive root itself) and its artifact file
+    name (None for a folder).
     """
     path = _member_path(entry.name.rstrip("/") if entry.is_dir else entry.name)
     parts = path.parts
     if entry.is_dir:
+        if not parts:
+            # `.` or `./`: what `cd artifact && tar czf ../a.tar.gz .` stores first. It names the
+            # archive's root, not a folder in it, so it says nothing about the layout.
+            return None, None
         if len(parts) > 1:
             raise ArchiveError(f"archive folder {entry.name!r} is nested; only one top folder is allowed")
         return parts[0], None
+    if not parts:
+        raise ArchiveError(f"archive member {entry.name!r} is a file named after the archive root")
     if len(parts) > 2:
         raise ArchiveError(f"archive member {entry.name!r} is nested; only one top folder is allowed")
     base = parts[-1]
@@ -109,7 +116,8 @@ def select(entries: list[Entry]) -> dict[str, Entry]:
     files: dict[str, Entry] = {}
     for entry in entries:
         top, base = check_entry(entry)
-        tops.add(top)
+        if top is not None:
+            tops.add(top)
         if base is None:
             continue
         if base in files:

@@ -83,6 +83,8 @@ def test_nothing_is_written_to_disk(artifact: dict[str, bytes], tmp_path: Path,
     ("upload\\fingerprint.safetensors", "invalid name"),
     ("a/b/fingerprint.safetensors", "nested"),
     ("upload/evil.py", "unexpected file"),
+    (".", "archive root"),  # a file, not the `./` folder entry
+    ("./.", "archive root"),
 ])
 def test_hostile_names_are_refused(artifact: dict[str, bytes], name: str, message: str) -> None:
     files = {WEIGHTS_FILE: artifact[WEIGHTS_FILE], METADATA_FILE: artifact[METADATA_FILE], name: b"x"}
@@ -164,3 +166,42 @@ def test_garbage_and_encrypted(artifact: dict[str, bytes]) -> None:
     data[central + 8] |= 1
     with pytest.raises(ArchiveError, match="encrypted"):
         read_archive(bytes(data))
+
+
+def tar_with_dirs(files: dict[str, bytes], dirs: list[str], mode: str = "w:gz") -> bytes:
+    """A tar whose folder entries come first, as `tar` writes them (``./``, ``mj/``)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode=mode) as t:
+        for name in dirs:
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.DIRTYPE
+            t.addfile(info)
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(("dirs", "prefix"), [
+    (["./"], "./"),                # `cd upload && tar czf ../a.tar.gz .` (GNU tar)
+    (["."], "./"),                 # the same root entry without its slash (other tar writers)
+    (["./upload/"], "./upload/"),  # `tar czf a.tar.gz ./upload`
+    (["./upload"], "./upload/"),
+])
+def test_tar_made_with_dot_names(artifact: dict[str, bytes], dirs: list[str], prefix: str) -> None:
+    files = {f"{prefix}{n}": d for n, d in artifact.items()}
+    assert fingerprint_from_archive(tar_with_dirs(files, dirs)).name == "upload"
+
+
+def test_tar_of_the_parent_holding_the_folder(artifact: dict[str, bytes]) -> None:
+    """`cd parent && tar czf ../a.tar.gz .`: the root entry ``./`` does not count as a second top folder."""
+    files = {f"./upload/{n}": d for n, d in artifact.items()}
+    assert fingerprint_from_archive(tar_with_dirs(files, ["./", "./upload/"])).name == "upload"
+
+
+@pytest.mark.parametrize("name", ["./../", "./..", "../", "./upload/../", "./upload/../../x/"])
+def test_dot_folders_still_refuse_traversal(artifact: dict[str, bytes], name: str) -> None:
+    files = {f"./{n}": d for n, d in artifact.items()}
+    with pytest.raises(ArchiveError, match="traversal"):
+        read_archive(tar_with_dirs(files, [name]))

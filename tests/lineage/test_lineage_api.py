@@ -6,6 +6,8 @@ import io
 import json
 import os
 import pickle
+import shutil
+import subprocess
 import tarfile
 import zipfile
 from collections.abc import Iterator
@@ -125,6 +127,19 @@ def test_uploaded_shifted_child_against_its_loaded_parent(server: ThreadServer, 
     body = response.json()
     assert body["related"] is True and body["shift"] == [2, -1] and body["hypothesis"] == "shifted"
     assert body["b"] == "sd14-child"
+
+
+@pytest.mark.parametrize("command", [["tar", "czf", "{out}.tar.gz", "."], ["zip", "-qr", "{out}.zip", "."]])
+def test_archive_made_from_inside_the_artifact_folder(server: ThreadServer, reference_artifacts: Path,
+                                                      tmp_path: Path, command: list[str]) -> None:
+    """README's `cd mj && tar czf ../mj.tar.gz .` (members ``./``, ``./metadata.json``...) and its zip twin."""
+    if shutil.which(command[0]) is None:
+        pytest.skip(f"`{command[0]}` is not installed")
+    out = Path(command[2].format(out=tmp_path / "mj"))
+    subprocess.run([command[0], command[1], str(out), *command[3:]], cwd=reference_artifacts / "mj", check=True)
+    response = post(server, files={"a": (out.name, out.read_bytes())}, data={"b": "sd14"})
+    assert response.status_code == 200, response.text
+    assert response.json()["a"] == "mj" and response.json()["related"] is True
 
 
 def test_two_uploads_compared_with_each_other(server: ThreadServer, files: dict[str, dict[str, bytes]]) -> None:

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: setup run test lint fingerprints bench clean image image-cuda ship-check
+.PHONY: setup deps run test lint fingerprints bench clean image image-cuda ship-check
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -19,7 +19,12 @@ setup: $(BIN)/python
 run: setup
 	$(BIN)/dif serve --host $${DIF_HOST:-0.0.0.0} --port $${DIF_PORT:-8000}
 
-test: setup
+# System tools some tests drive (promtool, prometheus): installed with apt when missing, or one
+# line saying what to run when this user cannot. First, so a fresh machine learns it in seconds.
+deps:
+	bash scripts/ci-deps.sh
+
+test: deps setup
 	$(BIN)/python -m pytest -q tests
 
 lint: setup

@@ -38,6 +38,10 @@ class MalformedUpload(ApiError):
     status, code = 400, "malformed_multipart"
 
 
+class MalformedJson(ApiError):
+    status, code = 400, "malformed_json"
+
+
 class Unauthorized(ApiError):
     status, code = 401, "unauthorized"
 

@@ -10,7 +10,6 @@ written to disk and nothing is unpickled, and a bad one is a 4xx, never a 500.
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import weakref
 
@@ -24,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app.deps import ModelDep, require_api_key, require_ready
 from app.engine import ModelSet
 from app.errors import GeneratorNotFound, MalformedUpload, MissingFile
+from app.jsonbody import parse_json_body
 from app.schemas import Shift, error_responses
 from dif.archive import fingerprint_from_archive, parse_upload
 from dif.artifact import Fingerprint
@@ -40,7 +40,7 @@ class UnsupportedBody(MalformedUpload):
     status, code = 415, "unsupported_media_type"
 
 ERRORS = error_responses({
-        400: "malformed JSON or multipart body",
+        400: "malformed JSON (deep nesting, duplicate keys, out-of-range numbers, not UTF-8) or multipart body",
         401: "missing or wrong X-API-Key",
         404: "no loaded generator of that name",
         413: "body over DIF_MAX_UPLOAD_BYTES, or an archive member over its limit (zip bomb)",
@@ -126,10 +126,7 @@ def _loaded(model: ModelSet, name: str) -> Fingerprint:
 
 
 async def _json_sides(request: Request, model: ModelSet) -> list[Fingerprint]:
-    try:
-        body = json.loads(await request.body())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MalformedUpload(f"the JSON body does not parse: {exc}") from exc
+    body = parse_json_body(await request.body())
     if not isinstance(body, dict) or not all(isinstance(body.get(side), str) for side in SIDES):
         raise MissingFile('the JSON body must be {"a": "<loaded generator>", "b": "<loaded generator>"}; '
                           "to compare an artifact of your own, upload it as multipart/form-data")

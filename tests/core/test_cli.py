@@ -1,5 +1,8 @@
 import json
 
+import pytest
+import torch
+
 from dif.cli import main
 
 
@@ -24,13 +27,19 @@ def test_eval_of_missing_artifact_is_a_one_line_error(tmp_path, ltim, capsys):
     assert "not a folder" in capsys.readouterr().err
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here: test_cuda_device_is_used runs")
 def test_unavailable_cuda_is_refused(ltim, capsys):
-    import torch
-
-    if torch.cuda.is_available():
-        return
     assert main(["crossval", str(ltim / "mj"), "--device", "cuda"]) == 2
     assert "--device cpu" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: test_unavailable_cuda_is_refused runs")
+def test_cuda_device_is_used(ltim, capsys):
+    """On a CUDA machine the same command trains and scores on the GPU (mj separates cleanly)."""
+    assert main(["crossval", str(ltim / "mj"), "--device", "cuda", "--folds", "5", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n_fake"] == 10 and len(report["folds"]) == 5
+    assert report["auc"] >= 0.90, report
 
 
 def test_blank_experiment_writes_pngs(tmp_path, capsys):

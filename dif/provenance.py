@@ -243,7 +243,11 @@ def _read_c2pa(data: bytes, media_type: str | None, max_bytes: int, anchors: str
     module = _c2pa()
     if module is None:
         return C2paFinding(state="invalid", manifest_bytes=size, error="c2pa bindings unavailable: not validated")
-    context = _context(module, anchors)
+    try:
+        context = _context(module, anchors)
+    except Exception as exc:  # bad trust anchors: the operator's fault, said as such, not the image's
+        return C2paFinding(state="invalid", manifest_bytes=size,
+                           error=_clean(f"not validated: trust anchors refused by c2pa: {exc}"))
     try:
         with module.Reader(media_type, io.BytesIO(data), context=context) as reader:
             text = reader.json()
@@ -707,7 +711,11 @@ def _c2pa_generator(c2pa: C2paFinding) -> str | None:
     for action in c2pa.actions:
         if action.digital_source_type in AI_SOURCE_TYPES and action.software_agent:
             return action.software_agent
-    return c2pa.claim_generator
+    # The claim generator names the generator only when its own manifest declares AI; an edit of
+    # a generated ingredient is signed by the editor, which made none of it.
+    if any(t in AI_SOURCE_TYPES for t in c2pa.digital_source_types):
+        return c2pa.claim_generator
+    return None
 
 
 def _c2pa_evidence(c2pa: C2paFinding) -> list[str]:

@@ -121,6 +121,8 @@ def test_ai_ingredient_of_a_valid_edit_is_reported(signing_ca: SigningCA) -> Non
     assert (ingredient.title, ingredient.depth, ingredient.has_manifest) == ("generated.jpg", 1, True)
     assert ingredient.digital_source_types == ("trainedAlgorithmicMedia",)
     assert found.declared_ai and found.validated
+    # The editor signed the edit; it generated nothing, so it is not named as the generator.
+    assert found.declared_generator is None
     assert any("ingredient 'generated.jpg'" in line for line in found.evidence)
 
 
@@ -193,3 +195,16 @@ def test_remote_manifests_are_never_fetched(signing_ca: SigningCA, listener: _Li
     with pytest.raises(c2pa.C2paError):
         c2pa.Reader("image/jpeg", io.BytesIO(remote))
     assert listener.hits == ["/manifest.c2pa"]
+
+
+def test_refused_trust_anchors_leave_the_manifest_unvalidated_and_say_why(ai_images: dict[str, bytes]) -> None:
+    found = read_provenance(ai_images["image/jpeg"], trust_anchors="not a certificate")
+    assert found.c2pa.state == "invalid"
+    assert found.c2pa.error is not None and "trust anchors refused" in found.c2pa.error
+    assert not found.validated and not found.decisive
+
+
+def test_without_a_software_agent_the_claim_generator_is_named(signing_ca: SigningCA) -> None:
+    found = read_provenance(sign(signing_ca, image_bytes("PNG"), "image/png", manifest(AI)))
+    assert found.c2pa.actions[0].software_agent is None
+    assert (found.declared_ai, found.declared_generator) == (True, "DIF provenance tests 1.0")

@@ -1,4 +1,4 @@
-"""``dif serve``: run the service under uvicorn, draining gracefully on SIGTERM."""
+"""``dif serve``: run the service under uvicorn, draining gracefully on SIGTERM (parser: ``app.cli``)."""
 
 from __future__ import annotations
 
@@ -51,10 +51,3 @@ def serve(settings: Settings) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     overrides = {key: value for key, value in (("host", args.host), ("port", args.port)) if value is not None}
     return serve(Settings(**overrides))
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("serve", help="serve the REST API (settings from DIF_* environment variables)")
-    p.add_argument("--host", default=None, help="bind address (default DIF_HOST or 0.0.0.0)")
-    p.add_argument("--port", type=int, default=None, help="port (default DIF_PORT or 8000)")
-    p.set_defaults(func=cmd_serve)

@@ -1,13 +1,16 @@
-"""``dif import-reference``: convert reference checkpoints into fingerprint artifacts."""
+"""``dif import-reference``: convert reference checkpoints into fingerprint artifacts.
+
+Only the parser is built at import; the handler imports torch and the importer when it runs.
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from dif.artifact import Fingerprint, save_fingerprint
-from dif.errors import ArtifactError
-from training.importer import default_name, import_reference, reference_folders
+if TYPE_CHECKING:
+    from dif.artifact import Fingerprint
 
 
 def _report(fp: Fingerprint, out: Path) -> None:
@@ -17,6 +20,10 @@ def _report(fp: Fingerprint, out: Path) -> None:
 
 
 def cmd_import_reference(args: argparse.Namespace) -> int:
+    from dif.artifact import save_fingerprint
+    from dif.errors import ArtifactError
+    from training.importer import default_name, import_reference, reference_folders
+
     if args.all:
         if args.name:
             raise ArtifactError("--name names one artifact; with --all each is named after its folder")

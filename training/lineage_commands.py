@@ -1,4 +1,8 @@
-"""``dif lineage``, ``dif lineage-matrix``, ``dif cross-detect``: model lineage from the command line."""
+"""``dif lineage``, ``dif lineage-matrix``, ``dif cross-detect``: model lineage from the command line.
+
+The parsers are built without torch (``dif lineage --help`` answers at once); each handler
+imports the heavy modules it uses when it runs.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +10,26 @@ import argparse
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from dif.artifact import METADATA_FILE, Fingerprint, discover, load_fingerprint, tensor_digest
 from dif.errors import ArtifactError
-from dif.extractors import create
-from dif.lineage import LineageConfig, LineageMatrix, Population, compare, matrix
-from dif.render import heatmap_image, save_png
-from training.data import FAKE, build_cache, scan
-from training.evaluate import evaluate_cache
-from training.pipeline import image_features
-from training.trainer import resolve_device
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from dif.artifact import Fingerprint
+    from dif.lineage import LineageConfig, LineageMatrix
+
+# dif.lineage.LineageConfig's defaults, here so that building the parser needs no torch
+# (tests/core/test_cli.py checks they are the same).
+DEFAULT_MAX_SHIFT = 4
+DEFAULT_ALPHA = 1e-3
 
 
 def expand(paths: list[Path]) -> list[Fingerprint]:
     """Artifacts named by ``paths``: an artifact folder itself, or a folder of artifact folders."""
+    from dif.artifact import METADATA_FILE, discover, load_fingerprint
+
     found: list[Fingerprint] = []
     for path in paths:
         if (path / METADATA_FILE).is_file():
@@ -39,6 +46,8 @@ def expand(paths: list[Path]) -> list[Fingerprint]:
 
 def unique(fingerprints: list[Fingerprint]) -> list[Fingerprint]:
     """Drop repeated artifacts (same tensor), keeping the first."""
+    from dif.artifact import tensor_digest
+
     seen: dict[str, Fingerprint] = {}
     for fp in fingerprints:
         seen.setdefault(tensor_digest(fp.tensor), fp)
@@ -50,6 +59,8 @@ def population_of(compared: list[Fingerprint], extra: list[Path], siblings: list
 
     Only fingerprints of the compared ones' crop size can be part of it.
     """
+    from dif.artifact import discover, load_fingerprint
+
     pool = [*compared, *expand(extra)]
     for folder in siblings:
         if folder.is_dir():
@@ -59,10 +70,15 @@ def population_of(compared: list[Fingerprint], extra: list[Path], siblings: list
 
 
 def config_of(args: argparse.Namespace) -> LineageConfig:
+    from dif.lineage import LineageConfig
+
     return LineageConfig(max_shift=args.max_shift, alpha=args.alpha)
 
 
 def cmd_lineage(args: argparse.Namespace) -> int:
+    from dif.artifact import load_fingerprint
+    from dif.lineage import Population, compare
+
     a, b = load_fingerprint(args.a_dir), load_fingerprint(args.b_dir)
     siblings = [] if args.population else sorted({args.a_dir.resolve().parent, args.b_dir.resolve().parent})
     started = time.perf_counter()
@@ -84,10 +100,17 @@ def cmd_lineage(args: argparse.Namespace) -> int:
 
 def similarity_array(result: LineageMatrix) -> np.ndarray:
     """Similarities as a float array, NaN on the diagonal (a fingerprint is not compared with itself)."""
+    import numpy as np
+
     return np.array([[np.nan if v is None else v for v in row] for row in result.values()], dtype=float)
 
 
 def cmd_lineage_matrix(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from dif.lineage import Population, matrix
+    from dif.render import heatmap_image, save_png
+
     fingerprints = unique(expand(args.fp_dirs))
     started = time.perf_counter()
     population = Population(population_of(fingerprints, args.population or [], []), config_of(args))
@@ -114,6 +137,15 @@ def cmd_lineage_matrix(args: argparse.Namespace) -> int:
 
 def cmd_cross_detect(args: argparse.Namespace) -> int:
     """Accuracy of each fingerprint on each generator's labelled folder (rows: fingerprints, columns: data)."""
+    import numpy as np
+
+    from dif.extractors import create
+    from dif.render import heatmap_image, save_png
+    from training.data import FAKE, build_cache, scan
+    from training.evaluate import evaluate_cache
+    from training.pipeline import image_features
+    from training.trainer import resolve_device
+
     fingerprints = unique(expand(args.fp_dirs))
     device = resolve_device(args.device)
     folders = [d for d in args.data if (d / "1_fake").is_dir()] or \
@@ -155,22 +187,21 @@ def cmd_cross_detect(args: argparse.Namespace) -> int:
 
 
 def _add_lineage_options(p: argparse.ArgumentParser) -> None:
-    defaults = LineageConfig()
     p.add_argument("--population", type=Path, nargs="+", default=None,
                    help="artifact folders (or folders of them) that, with those compared, teach what "
                         "fingerprints share and what unrelated pairs look like")
-    p.add_argument("--max-shift", type=int, default=defaults.max_shift,
+    p.add_argument("--max-shift", type=int, default=DEFAULT_MAX_SHIFT,
                    help="largest shift (pixels per axis) the shifted hypothesis searches")
-    p.add_argument("--alpha", type=float, default=defaults.alpha,
+    p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
                    help="false-positive rate of the related decision, per pair")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a summary")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("lineage", help="is B derived from A? compare two fingerprint artifacts",
                        description="Default population: every artifact in the folders holding A and B.")
-    p.add_argument("a_dir", type=Path)
-    p.add_argument("b_dir", type=Path)
+    p.add_argument("a_dir", type=Path, help="artifact folder of A, the possible parent")
+    p.add_argument("b_dir", type=Path, help="artifact folder of B, the possible descendant")
     _add_lineage_options(p)
     p.set_defaults(func=cmd_lineage)
 
@@ -187,8 +218,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metric", default="accuracy",
                    choices=["accuracy", "fake_detected", "real_kept", "auc", "fake_feature"],
                    help="the number shown in the heatmap")
-    p.add_argument("--png", type=Path, default=None)
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--png", type=Path, default=None, help="write the heatmap here")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="where residuals and scores are computed (auto: CUDA if available)")
     p.add_argument("--extractor-dir", type=Path, default=None, help="weights folder of a learned extractor")
     p.set_defaults(func=cmd_cross_detect)

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi_offline import FastAPIOffline
 
 from app.errors import install_handlers
 from app.middleware import BodyLimitMiddleware, RequestContextMiddleware
@@ -31,8 +32,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     service = Service(settings)
-    app = FastAPI(title="DIF service", version=__version__, lifespan=lifespan,
-                  description="Detects images of known generators with Deep Image Fingerprints.")
+    # FastAPIOffline: /docs and /redoc load Swagger UI and ReDoc from the package's own copy
+    # (served under /static-offline-docs), not from a CDN, so they work on an offline host.
+    # validatorUrl None: Swagger UI would otherwise send the schema's URL to validator.swagger.io.
+    app = FastAPIOffline(title="DIF service", version=__version__, lifespan=lifespan,
+                         description="Detects images of known generators with Deep Image Fingerprints.",
+                         swagger_ui_parameters={"validatorUrl": None})
     app.state.service = service
     install_handlers(app)
     # add_middleware wraps: the last one added is the outermost.

@@ -32,7 +32,8 @@ lint: setup
 	$(BIN)/hadolint Dockerfile
 
 fingerprints: setup
-	$(BIN)/dif build-defaults --data ../shared/data/ltim --out fingerprints --pool-reals --device cpu
+	$(BIN)/dif build-defaults --data ../shared/data/ltim --out fingerprints --pool-reals --device cpu \
+		--reals ../shared/data/real/cbsd68
 
 bench: setup
 	$(BIN)/python bench/crossval_table.py

@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 
 from dif.artifact import Fingerprint, load_all
-from dif.detector import Detector, GeneratorScore, Prepared
+from dif.decision import OperatingPoint
+from dif.detector import Detector, ImageVerdict, Prepared
 from dif.errors import ArtifactError
 from dif.extractors import create
 from dif.images import decode_image
@@ -95,6 +96,7 @@ class PreparedImage:
 
     model: ModelSet
     prepared: Prepared
+    point: OperatingPoint  # the rate this image's request asked for (images of one batch may differ)
     decode_wait_s: float  # waiting for a free decode thread
     decode_s: float
     crop_s: float
@@ -102,7 +104,7 @@ class PreparedImage:
 
 @dataclass(frozen=True)
 class ImageScores:
-    scores: list[GeneratorScore]
+    verdict: ImageVerdict
     model_version: int
     residual_s: float  # of the whole forward pass this image shared
     scoring_s: float
@@ -145,14 +147,14 @@ class Engine:
         # One reference assignment: readers see the old set or the new one, never a mix.
         self._current = model
 
-    def prepare(self, data: bytes, submitted_at: float) -> PreparedImage:
+    def prepare(self, data: bytes, submitted_at: float, point: OperatingPoint) -> PreparedImage:
         """Decode and cut crops (blocking CPU work for the decode pool; ``submitted_at`` is perf_counter)."""
         model = self.current
         t0 = time.perf_counter()
         image = decode_image(data, self.max_pixels)
         t1 = time.perf_counter()
         prepared = model.detector.prepare(image)
-        return PreparedImage(model, prepared, t0 - submitted_at, t1 - t0, time.perf_counter() - t1)
+        return PreparedImage(model, prepared, point, t0 - submitted_at, t1 - t0, time.perf_counter() - t1)
 
     def run_batch(self, items: list[PreparedImage]) -> list[ImageScores]:
         """Score a batch (blocking, inference thread). Images cut for different sets are scored by their own."""
@@ -162,8 +164,9 @@ class Engine:
         results: list[ImageScores | None] = [None] * len(items)
         for indices in groups.values():
             model = items[indices[0]].model
-            for index, scored in zip(indices, forward(model, [items[i].prepared for i in indices]), strict=True):
-                results[index] = scored
+            scored = forward(model, [items[i].prepared for i in indices], [items[i].point for i in indices])
+            for index, result in zip(indices, scored, strict=True):
+                results[index] = result
         return [r for r in results if r is not None]
 
     def warm_up(self, model: ModelSet, batch_sizes: tuple[int, ...] = (1, 2)) -> float:
@@ -184,21 +187,11 @@ class Engine:
         return per_image_s
 
 
-def forward(model: ModelSet, batch: list[Prepared]) -> list[ImageScores]:
-    """``Detector.scores`` split in its two stages so each is timed: residuals once, then all generators."""
+def forward(model: ModelSet, batch: list[Prepared], points: list[OperatingPoint] | None = None
+            ) -> list[ImageScores]:
+    """One ``Detector.predict`` with this device's residual chunk, tagged with the set's version."""
     detector = model.detector
-    t0 = time.perf_counter()
     chunk = RESIDUAL_CHUNK.get(detector.device.type, DEFAULT_RESIDUAL_CHUNK)
-    residuals, groups = detector.residuals(batch, chunk)  # each crop's residual once
-    _sync(detector.device)
-    t1 = time.perf_counter()
-    with torch.inference_mode():
-        scores = detector.scorer.score(residuals, groups, len(batch))
-    rows = detector.explain(scores)  # moves results to the CPU, so the GPU is done here
-    t2 = time.perf_counter()
-    return [ImageScores(row, model.version, t1 - t0, t2 - t1) for row in rows]
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    prediction = detector.predict(batch, points, chunk)
+    return [ImageScores(image, model.version, prediction.residual_s, prediction.scoring_s)
+            for image in prediction.images]

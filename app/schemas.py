@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, WithJsonSchema
 
@@ -24,8 +24,14 @@ class ErrorBody(BaseModel):
 
 class GeneratorScoreOut(BaseModel):
     generator: str
-    score: float = Field(description="calibrated probability in [0, 1] that this generator made the image")
-    fake: bool = Field(description="score >= 0.5")
+    p_value: float = Field(description="how often a real photo scores at least this high against this generator "
+                                       "(per generator; the verdict divides the rate among all loaded generators)")
+    score: float = Field(description="evidence in [0, 1]: log(p_adj) / (2 log rate) with p_adj = min(1, G p), "
+                                     "clipped; 0 = none, 0.5 exactly at the operating point, 1 at p_adj <= rate^2. "
+                                     "Not a probability")
+    fake: bool = Field(description="this generator passes at the operating point (score >= 0.5)")
+    statistic: float = Field(description="what the p-value is computed from: z (or peak_z for a shift-searching "
+                                         "fingerprint), oriented so that fakes score high")
     correlation: float = Field(description="zero-shift Pearson correlation of the residual with the fingerprint")
     z: float = Field(description="correlation over this image's noise level")
     peak_z: float
@@ -45,9 +51,19 @@ class Timings(BaseModel):
 
 class ImageResult(BaseModel):
     filename: str | None
-    fake: bool = Field(description="true when any generator's score is >= 0.5")
-    top: str = Field(description="generator with the highest score")
-    top_score: float
+    verdict: Literal["fake", "inconclusive", "real"] = Field(
+        description="fake: some generator passes at false_positive_rate; inconclusive: the strongest passes only "
+                    "at DIF_INCONCLUSIVE_RATE; real: no loaded generator's fingerprint is found")
+    fake: bool = Field(description="verdict == fake: a real photo gets this with probability at most "
+                                   "false_positive_rate, however many generators are loaded")
+    top: str | None = Field(description="the generator blamed; null when none passes, or when another generator's "
+                                        "evidence is too close to tell them apart (see candidates)")
+    candidates: list[str] = Field(description="of a fake: every generator that may have made it, strongest first "
+                                              "(one entry when top is set; related generators share traits)")
+    top_score: float | None = Field(description="score of top, or null")
+    p_value: float = Field(description="family-wise p-value: the smallest per-generator p-value times the number "
+                                       "of generators, at most 1 (fake when <= false_positive_rate)")
+    false_positive_rate: float = Field(description="the rate this decision was taken at (fpr or the default)")
     width: int
     height: int
     crops: int = Field(description="grid-aligned crops averaged for this image")
@@ -77,13 +93,22 @@ class GeneratorOut(BaseModel):
     extractor: dict[str, Any]
     detection: dict[str, Any]
     calibration: dict[str, Any]
-    centres: dict[str, float] = Field(description="mean feature of real and of fake training images")
-    crossval_accuracy: float | None = Field(description="balanced k-fold accuracy recorded by the trainer")
+    null: dict[str, Any] = Field(description="the statistic's distribution on real photos: p-values come from it")
+    centres: dict[str, float] = Field(description="mean statistic of held-out real and fake training images")
+    crossval_accuracy: float | None = Field(description="balanced k-fold accuracy at FPR 1 % recorded by the trainer")
+    tpr_at_fpr: dict[str, float | None] = Field(
+        description="cross-validated share of this generator's unseen images answered fake at whole-set "
+                    "false-positive rates 0.01 and 0.05, with the generators loaded now; null if not measured")
+    tpr_at_operating_point: float | None = Field(description="the same at DIF_FALSE_POSITIVE_RATE")
+    weak: bool | None = Field(description="true when tpr_at_operating_point < 0.5: the generator is loaded but most "
+                                          "of its images are missed; null if not measured")
+    schema_version: int = Field(description="artifact schema; 1 = migrated (null derived, no TPR recorded)")
     metadata: dict[str, Any]
 
 
 class GeneratorList(BaseModel):
     extractor: str
+    false_positive_rate: float = Field(description="DIF_FALSE_POSITIVE_RATE: the whole set's rate on real photos")
     crop_size: int
     model_version: int
     loaded_at: float

@@ -20,6 +20,7 @@ from app.batcher import Batcher
 from app.engine import Engine, ImageScores, ModelSet, PreparedImage, resolve_device
 from app.metrics import Metrics
 from app.settings import Settings
+from dif.decision import OperatingPoint
 
 log = logging.getLogger("app.service")
 T = TypeVar("T")
@@ -138,9 +139,9 @@ class Service:
             self.metrics.reloads.labels(result="success").inc()
             return model
 
-    async def prepare(self, data: bytes) -> PreparedImage:
+    async def prepare(self, data: bytes, point: OperatingPoint) -> PreparedImage:
         loop = asyncio.get_running_loop()
-        item = await loop.run_in_executor(self.decode_pool, self.engine.prepare, data, time.perf_counter())
+        item = await loop.run_in_executor(self.decode_pool, self.engine.prepare, data, time.perf_counter(), point)
         self.batcher.observe_prepare(item.decode_s + item.crop_s)
         return item
 

@@ -9,8 +9,10 @@ import json
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from dif.decision import DEFAULT_INCONCLUSIVE_RATE, DEFAULT_RATE, MAX_RATE, MIN_RATE, OperatingPoint
 
 # The embedded fingerprints live beside the packages, not beside the working directory,
 # so `dif serve` finds them wherever it is started from.
@@ -42,6 +44,10 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"
     drain_timeout_s: float = Field(25, ge=0)
+    # The chance that a real photo is answered `fake` by the whole loaded set (dif.decision).
+    false_positive_rate: float = Field(DEFAULT_RATE, ge=MIN_RATE, le=MAX_RATE)
+    # Looser rate below which an image that is not `fake` is answered `inconclusive`.
+    inconclusive_rate: float = Field(DEFAULT_INCONCLUSIVE_RATE, ge=MIN_RATE, le=MAX_RATE)
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -63,6 +69,18 @@ class Settings(BaseSettings):
     def _empty_key_is_none(cls, value: object) -> object:
         # An empty DIF_API_KEY= in a compose file means "no key", not "the empty key".
         return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _band_above_rate(self) -> Settings:
+        if self.inconclusive_rate < self.false_positive_rate:
+            raise ValueError(f"DIF_INCONCLUSIVE_RATE ({self.inconclusive_rate:g}) must be at least "
+                             f"DIF_FALSE_POSITIVE_RATE ({self.false_positive_rate:g})")
+        return self
+
+    def operating_point(self, rate: float | None = None) -> OperatingPoint:
+        """The default operating point, or a request's own rate with the band kept at least as loose."""
+        chosen = self.false_positive_rate if rate is None else rate
+        return OperatingPoint(chosen, max(chosen, self.inconclusive_rate))
 
     @property
     def max_wait_s(self) -> float:

@@ -2,7 +2,9 @@
 
 Files:
 - ``fingerprint.safetensors``: one float32 tensor ``fingerprint`` of shape ``[3, S, S]``;
-- ``metadata.json``: schema below (``SCHEMA_VERSION``);
+- ``metadata.json``: schema below (``SCHEMA_VERSION``). Version 2 adds ``null`` (the decision
+  rule's null model, ``dif.decision``); version 1 artifacts still load, their null re-derived
+  from the fingerprint's orientation with the theoretical N(0, 1) and no tail correction;
 - ``fingerprint.png`` / ``spectrum.png``: for people, never read back.
 
 Only safetensors and JSON are ever parsed, so a hostile artifact cannot run code.
@@ -13,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,10 +27,14 @@ from safetensors.torch import load, save
 
 from dif import __version__
 from dif.calibration import Calibration
+from dif.decision import NullModel
 from dif.errors import ArtifactError
 from dif.render import fingerprint_image, save_png, spectrum_image
 
-SCHEMA_VERSION = 1
+log = logging.getLogger("dif.artifact")
+
+SCHEMA_VERSION = 2
+READABLE_SCHEMAS = (1, 2)
 WEIGHTS_FILE = "fingerprint.safetensors"
 METADATA_FILE = "metadata.json"
 TENSOR_KEY = "fingerprint"
@@ -45,6 +52,27 @@ class Detection:
     max_shift: int = 0  # shift window of the peak_z feature
     max_crops: int = 4
     align: int = 16
+
+    # The one home of "which statistic and which shift window a fingerprint is decided on":
+    # the detector, the trainer and the evaluation all ask here.
+    @property
+    def searches_shift(self) -> bool:
+        return self.feature in ("peak", "peak_z")
+
+    @property
+    def statistic(self) -> str:
+        """The ``Scores`` field decisions use: a correlation over its own noise level, zero-shift or best shift."""
+        return "peak_z" if self.searches_shift else "z"
+
+    @property
+    def window(self) -> int:
+        """Shift window in pixels (0: zero shift only)."""
+        return self.max_shift if self.searches_shift else 0
+
+    @property
+    def searched(self) -> int:
+        """How many shifts the statistic is the best of (its null's Sidak count)."""
+        return (2 * self.window + 1) ** 2
 
     def to_dict(self) -> dict[str, Any]:
         return {"feature": self.feature, "max_shift": self.max_shift,
@@ -67,6 +95,17 @@ class Fingerprint:
     extractor: dict[str, Any]
     detection: Detection = field(default_factory=Detection)
     metadata: dict[str, Any] = field(default_factory=dict)
+    # None: derived from the calibration's orientation with the theoretical N(0, 1) null.
+    null: NullModel | None = None
+
+    def __post_init__(self) -> None:
+        if self.null is None:
+            self.null = derived_null(self.calibration)
+
+    @property
+    def null_model(self) -> NullModel:
+        assert self.null is not None  # set in __post_init__
+        return self.null
 
     @property
     def crop_size(self) -> int:
@@ -83,7 +122,7 @@ class Fingerprint:
         meta.update(
             schema_version=SCHEMA_VERSION, name=self.name, crop_size=self.crop_size,
             extractor=self.extractor, calibration=self.calibration.to_dict(),
-            detection=self.detection.to_dict(),
+            detection=self.detection.to_dict(), null=self.null_model.to_dict(),
             fingerprint_sha256=tensor_digest(self.tensor),
         )
         return meta
@@ -137,10 +176,32 @@ def parse_fingerprint(weights: bytes, metadata: bytes, source: str = "upload") -
                             f"found {sorted(tensors)}")
     tensor = tensors[TENSOR_KEY]
     validate_tensor(tensor, expected_size=int(meta["crop_size"]), source=source)
+    calibration = _calibration(meta, source)
     return Fingerprint(
-        name=meta["name"], tensor=tensor, calibration=_calibration(meta, source),
+        name=meta["name"], tensor=tensor, calibration=calibration,
         extractor=_extractor(meta, source), detection=Detection.from_dict(meta["detection"]), metadata=meta,
+        null=_null(meta, calibration, source),
     )
+
+
+def derived_null(calibration: Calibration) -> NullModel:
+    """The null of an artifact that records none: its orientation, theory's N(0, 1), no tail correction."""
+    sign = 1.0 if calibration.fake_centre >= calibration.real_centre else -1.0
+    return NullModel(sign=sign, method="gaussian (derived: no null recorded)")
+
+
+def _null(meta: dict[str, Any], calibration: Calibration, source: str) -> NullModel:
+    if meta["schema_version"] == 1:
+        # Migrated, not refused: schema 1 decided at the midpoint of fitted centres, a rule
+        # that ignored false positives. Its fingerprint is still good; only the rule changes.
+        log.warning("%s: schema 1 artifact, decision rule re-derived (z null N(0, 1), no tail correction, "
+                    "no cross-validated TPR recorded); rebuild it with `dif train` for both", source)
+        return derived_null(calibration)
+    try:
+        return NullModel.from_dict(meta["null"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ArtifactError(f"{source}: null must be an object with a scale >= 1 and a sign of +1 or -1 ({exc}); "
+                            "re-create the artifact with `dif train`") from exc
 
 
 def parse_metadata(raw: bytes, source: str) -> dict[str, Any]:
@@ -155,11 +216,13 @@ def parse_metadata(raw: bytes, source: str) -> dict[str, Any]:
     missing = [k for k in REQUIRED_KEYS if k not in meta]
     if missing:
         raise ArtifactError(f"{source}: {METADATA_FILE} lacks {', '.join(missing)}; re-create it with `dif train`")
-    if meta["schema_version"] != SCHEMA_VERSION:
+    if meta["schema_version"] not in READABLE_SCHEMAS or isinstance(meta["schema_version"], bool):
         raise ArtifactError(
             f"{source}: schema_version {meta['schema_version']!r} is not supported (this build reads "
-            f"{SCHEMA_VERSION}); re-export the artifact with this version of `dif`"
+            f"{', '.join(map(str, READABLE_SCHEMAS))}); re-export the artifact with this version of `dif`"
         )
+    if meta["schema_version"] >= 2 and not isinstance(meta.get("null"), dict):
+        raise ArtifactError(f"{source}: schema_version 2 needs a null object; re-create it with `dif train`")
     validate_name(meta["name"], source)
     if not isinstance(meta["crop_size"], int) or not 16 <= meta["crop_size"] <= 2048:
         raise ArtifactError(f"{source}: crop_size must be an integer between 16 and 2048")

@@ -11,7 +11,11 @@ from dataclasses import dataclass
 
 import torch
 
+import time
+from collections.abc import Sequence
+
 from dif.artifact import Fingerprint
+from dif.decision import Decisions, OperatingPoint, decide, p_values
 from dif.errors import ArtifactError
 from dif.extractors import ResidualExtractor
 from dif.images import grid_crops
@@ -33,13 +37,35 @@ class Prepared:
 @dataclass(frozen=True)
 class GeneratorScore:
     generator: str
-    score: float
-    fake: bool
+    p_value: float  # how often a real photo scores at least this high against this generator
+    score: float  # evidence in [0, 1]; >= 0.5 exactly when fake (dif.decision)
+    fake: bool  # at the operating point, family-wise over the loaded set
+    statistic: float  # what the decision is taken on (z, or peak_z with a shift window), oriented
     correlation: float  # zero-shift Pearson of the crop-averaged residual
     z: float  # correlation over its noise level
     peak_z: float
     shift: tuple[int, int]
     pce: float
+
+
+@dataclass(frozen=True)
+class ImageVerdict:
+    verdict: str  # fake | inconclusive | real
+    fake: bool
+    top: str | None  # the generator blamed: None when none passes, or when related ones are too close to tell
+    candidates: list[str]  # of a fake: the generators that may have made it, strongest first
+    p_value: float  # family-wise: smallest per-generator p-value times the number of generators, at most 1
+    rate: float  # false-positive rate the decision was taken at
+    generators: list[GeneratorScore]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A batch's verdicts and the wall time of its two stages (shared by every image of the batch)."""
+
+    images: list[ImageVerdict]
+    residual_s: float
+    scoring_s: float
 
 
 def compact(crops: torch.Tensor) -> torch.Tensor:
@@ -91,9 +117,13 @@ class Detector:
         self.max_crops = max(f.detection.max_crops for f in fingerprints)
         self.align = max(f.detection.align for f in fingerprints)
         stack = torch.stack([f.tensor for f in fingerprints]).to(self.device)
-        shifts = torch.tensor([f.detection.max_shift if f.detection.feature in ("peak", "peak_z") else 0
-                               for f in fingerprints])
+        shifts = torch.tensor([f.detection.window for f in fingerprints])
         self.scorer = CorrelationScorer(stack, max_shift=shifts.to(self.device))
+        # Each generator's null, as [G] rows for one vectorised p-value per batch (on the CPU: [N, G] is tiny).
+        self.statistics = [f.detection.statistic for f in fingerprints]
+        self.null_sign = torch.tensor([f.null_model.sign for f in fingerprints], dtype=torch.float64)
+        self.null_scale = torch.tensor([f.null_model.scale for f in fingerprints], dtype=torch.float64)
+        self.null_searched = torch.tensor([f.detection.searched for f in fingerprints], dtype=torch.float64)
 
     def prepare(self, image: torch.Tensor, max_crops: int | None = None) -> Prepared:
         crops, positions = grid_crops(image, self.crop_size, max_crops or self.max_crops, self.align)
@@ -132,26 +162,57 @@ class Detector:
         self._staged.record()
         return on_device
 
-    def scores(self, batch: list[Prepared]) -> Scores:
-        residuals, groups = self.residuals(batch)
-        return self.scorer.score(residuals, groups, len(batch))
+    def scores(self, batch: list[Prepared], chunk: int = 64) -> Scores:
+        residuals, groups = self.residuals(batch, chunk)
+        with torch.inference_mode():
+            return self.scorer.score(residuals, groups, len(batch))
 
-    def detect(self, batch: list[Prepared]) -> list[list[GeneratorScore]]:
-        return self.explain(self.scores(batch))
+    def p_values(self, scores: Scores) -> torch.Tensor:
+        """``[N, G]`` p-values of every image against every generator's null."""
+        return p_values(scores.pick(self.statistics).cpu(), self.null_sign, self.null_scale, self.null_searched)
 
-    def explain(self, scores: Scores) -> list[list[GeneratorScore]]:
-        """Calibrated per-generator results from raw statistics."""
+    def predict(self, batch: list[Prepared], points: Sequence[OperatingPoint] | OperatingPoint | None = None,
+                chunk: int = 64) -> Prediction:
+        """The one forward path (service, ``dif eval``, benchmarks): residuals once, then every generator.
+
+        ``points``: one operating point for the batch, or one per image (requests may ask for
+        their own rate and still share a forward pass).
+        """
+        if points is None or isinstance(points, OperatingPoint):
+            per_image = [points or OperatingPoint()] * len(batch)
+        else:
+            per_image = list(points)
+        t0 = time.perf_counter()
+        residuals, groups = self.residuals(batch, chunk)
+        _sync(self.device)
+        t1 = time.perf_counter()
+        with torch.inference_mode():
+            scores = self.scorer.score(residuals, groups, len(batch))
+        images = self.explain(scores, per_image)  # moves results to the CPU, so the device is done here
+        return Prediction(images, t1 - t0, time.perf_counter() - t1)
+
+    def explain(self, scores: Scores, points: Sequence[OperatingPoint]) -> list[ImageVerdict]:
+        """Verdicts from raw statistics, vectorised over ``[N, G]``."""
         s = Scores(*(t.cpu() for t in (scores.correlation, scores.z, scores.peak, scores.peak_z, scores.shift,
                                          scores.pce)))
-        results: list[list[GeneratorScore]] = []
-        for i in range(s.z.shape[0]):
-            row = []
-            for g, fp in enumerate(self.fingerprints):
-                prob = float(fp.calibration.score(s.feature(fp.detection.feature)[i, g]))
-                row.append(GeneratorScore(
-                    generator=fp.name, score=prob, fake=prob >= 0.5, correlation=float(s.correlation[i, g]),
-                    z=float(s.z[i, g]), peak_z=float(s.peak_z[i, g]),
-                    shift=(int(s.shift[i, g, 0]), int(s.shift[i, g, 1])), pce=float(s.pce[i, g]),
-                ))
-            results.append(row)
-        return results
+        decisions = decide(self.p_values(s), points)
+        statistic = s.pick(self.statistics).double() * self.null_sign
+        return [self._verdict(i, s, statistic, decisions, points[i].rate) for i in range(s.z.shape[0])]
+
+    def _verdict(self, i: int, s: Scores, statistic: torch.Tensor, d: Decisions, rate: float) -> ImageVerdict:
+        rows = zip(self.names, d.p_value[i].tolist(), d.score[i].tolist(), d.fake[i].tolist(),
+                   statistic[i].tolist(), s.correlation[i].tolist(), s.z[i].tolist(), s.peak_z[i].tolist(),
+                   s.shift[i].tolist(), s.pce[i].tolist(), strict=True)
+        generators = [GeneratorScore(generator=name, p_value=p, score=score, fake=fake, statistic=stat,
+                                     correlation=corr, z=z, peak_z=pz, shift=(int(sh[0]), int(sh[1])), pce=pce)
+                      for name, p, score, fake, stat, corr, z, pz, sh, pce in rows]
+        top = d.top[i]
+        return ImageVerdict(verdict=d.verdict[i], fake=d.verdict[i] == "fake",
+                            top=None if top is None else self.names[top],
+                            candidates=[self.names[g] for g in d.candidates[i]], p_value=float(d.family_p[i]),
+                            rate=rate, generators=generators)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

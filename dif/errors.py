@@ -44,3 +44,10 @@ class ArtifactError(DifError):
 class DatasetError(DifError):
     code = "invalid_dataset"
     http_status = 422
+
+
+class InvalidRate(DifError):
+    """A requested false-positive rate outside what the null model supports."""
+
+    code = "invalid_rate"
+    http_status = 422

@@ -47,6 +47,12 @@ class Scores:
     def feature(self, name: str) -> torch.Tensor:
         return {"z": self.z, "peak": self.peak, "peak_z": self.peak_z, "correlation": self.correlation}[name]
 
+    def pick(self, names: list[str]) -> torch.Tensor:
+        """``[N, G]``: column g is statistic ``names[g]`` (each generator decided on its own one)."""
+        if len(set(names)) == 1:
+            return self.feature(names[0])
+        return torch.stack([self.feature(name)[:, g] for g, name in enumerate(names)], dim=1)
+
 
 def _half_spectrum_weights(width: int, device: torch.device) -> torch.Tensor:
     """Parseval weights for an rfft's last axis: inner columns stand for two conjugate bins."""

@@ -11,29 +11,34 @@ from dif import __version__
 from dif.artifact import Fingerprint, save_fingerprint
 from dif.extractors import ResidualExtractor
 from training.data import FAKE, REAL, build_training_cache, scan, with_extra_reals
-from training.evaluate import crossval_cache
+from training.evaluate import DEFAULT_FAMILY_SIZE, check_folds, crossval_cache, pool_cache
 from training.perturb import jpeg
 from training.pipeline import FitConfig, fit_fingerprint
 
 
 def train_artifact(data_dir: Path, name: str, config: FitConfig, extractor: ResidualExtractor,
                    device: torch.device, progress: bool = True, crossval_folds: int = 0,
-                   crop: int = 256, extra_real: list[Path] | None = None) -> Fingerprint:
-    """Train, calibrate and (optionally) cross-validate one generator's artifact.
+                   crop: int = 256, extra_real: list[Path] | None = None, reals: list[Path] | None = None,
+                   family_size: int = DEFAULT_FAMILY_SIZE) -> Fingerprint:
+    """Train, fit the null and (optionally) cross-validate one generator's artifact.
 
     ``extra_real`` folders add real photos to training only; folds and reported
-    metrics use the generator's own folder alone.
+    metrics use the generator's own folder alone. ``reals`` folders are never trained on:
+    the cross-validated false-positive rate is measured on them.
     """
     own = scan(data_dir)
+    if crossval_folds:
+        check_folds(own.labels, crossval_folds)
     images = with_extra_reals(own, extra_real or [])
     augment = [jpeg(q) for q in config.augment_jpeg]
+    pool = pool_cache(reals or [], images, extractor, config, device, crop, progress)
     cache = build_training_cache(images, extractor, crop, config.detection.max_crops, config.detection.align,
                                  device, augment, progress)
-    tensor, calibration = fit_fingerprint(cache, list(range(len(images.labels))), config, device, progress)
+    fitted = fit_fingerprint(cache, list(range(len(images.labels))), config, device, progress)
     metrics = {}
-    if crossval_folds >= 2:
+    if crossval_folds:
         metrics["crossval"] = crossval_cache(cache, config, crossval_folds, device, config.train.seed, progress,
-                                             evaluated=len(own.labels))
+                                             evaluated=len(own.labels), reals=pool, family_size=family_size)
     metadata = {
         "samples": {"real": images.count(REAL), "fake": images.count(FAKE),
                     "extra_real": len(images.labels) - len(own.labels)},
@@ -42,10 +47,13 @@ def train_artifact(data_dir: Path, name: str, config: FitConfig, extractor: Resi
                             "inner_folds": config.inner_folds, "augment_jpeg": list(config.augment_jpeg)},
         "metrics": metrics,
         "provenance": {"trainer": f"dif {__version__}", "data": str(data_dir), "device": str(device),
-                       "torch": torch.__version__, "python": platform.python_version()},
+                       "torch": torch.__version__, "python": platform.python_version(),
+                       "extra_real": [str(p) for p in extra_real or []],
+                       "unseen_reals": [str(p) for p in reals or []]},
     }
-    return Fingerprint(name=name, tensor=tensor, calibration=calibration, extractor=extractor.describe(),
-                       detection=config.detection, metadata=metadata)
+    return Fingerprint(name=name, tensor=fitted.fingerprint, calibration=fitted.calibration,
+                       extractor=extractor.describe(), detection=config.detection, metadata=metadata,
+                       null=fitted.null)
 
 
 def generator_folders(root: Path) -> list[Path]:
@@ -54,7 +62,7 @@ def generator_folders(root: Path) -> list[Path]:
 
 def build_defaults(root: Path, out_root: Path, config: FitConfig, extractor: ResidualExtractor,
                    device: torch.device, folds: int = 5, pool_reals: bool = False,
-                   progress: bool = True) -> list[Path]:
+                   progress: bool = True, reals: list[Path] | None = None) -> list[Path]:
     """One artifact per generator folder under ``root``, with k-fold metrics in its metadata."""
     folders = generator_folders(root)
     if not folders:
@@ -63,6 +71,7 @@ def build_defaults(root: Path, out_root: Path, config: FitConfig, extractor: Res
     for folder in folders:
         extra = [f / "0_real" for f in folders if f != folder] if pool_reals else []
         fp = train_artifact(folder, folder.name.lower(), config, extractor, device, progress,
-                            crossval_folds=folds, extra_real=extra)
+                            crossval_folds=folds, extra_real=extra, reals=reals,
+                            family_size=max(len(folders), 1))
         written.append(save_fingerprint(fp, out_root / fp.name))
     return written

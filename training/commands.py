@@ -13,7 +13,7 @@ from dif.extractors import DEFAULT_EXTRACTOR, create
 from training.blank import blank_experiment
 from training.build import build_defaults, train_artifact
 from training.denoiser import DenoiserConfig, train_denoiser
-from training.evaluate import crossval, evaluate
+from training.evaluate import DEFAULT_FAMILY_SIZE, crossval, evaluate
 from training.pipeline import FitConfig
 from training.trainer import TrainConfig, resolve_device
 
@@ -24,8 +24,8 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
                    help="fingerprint prior: closed-form mean (default, fast) or DIF's U-Net (slow on CPU)")
     p.add_argument("--steps", type=int, default=defaults.steps, help="optimisation steps (U-Net prior)")
     p.add_argument("--width", type=int, default=defaults.width, help="U-Net width (channels at the top level)")
-    p.add_argument("--lr", type=float, default=defaults.lr)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr", type=float, default=defaults.lr, help="learning rate (U-Net prior)")
+    p.add_argument("--seed", type=int, default=0, help="seed of folds, sampling and the U-Net")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--extractor", default=DEFAULT_EXTRACTOR, help="residual extractor key (name@version)")
     p.add_argument("--extractor-dir", type=Path, default=None, help="weights folder of a learned extractor")
@@ -34,12 +34,22 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
                    help="detection statistic: correlation (zero shift, best on aligned images) or peak "
                         "(best shift within --max-shift: tolerates crops and shifts, costs clean accuracy)")
     p.add_argument("--max-shift", type=int, default=8, help="shift window of the peak features, pixels")
-    p.add_argument("--calibration", default="inner-cv", choices=["inner-cv", "train"])
+    p.add_argument("--calibration", default="inner-cv", choices=["inner-cv", "train"],
+                   help="inner-cv: fit the null's tail correction on training images scored by fingerprints "
+                        "that did not see them; train: theory's N(0, 1) null, no inner folds (faster)")
     p.add_argument("--extra-real", type=Path, action="append", default=[],
                    help="folder of more real photos, used for training only (repeatable)")
     p.add_argument("--augment-jpeg", type=int, action="append", default=[],
                    help="also train on copies re-saved as JPEG at this quality (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def add_rate_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--reals", type=Path, action="append", default=[],
+                   help="folder of real photos never trained on, to measure the false-positive rate (repeatable; "
+                        "refused if it shares an image with the training data)")
+    p.add_argument("--family-size", type=int, default=DEFAULT_FAMILY_SIZE,
+                   help="generators the service splits the false-positive rate over (the embedded set has 5)")
 
 
 def fit_config(args: argparse.Namespace) -> FitConfig:
@@ -54,34 +64,49 @@ def print_report(report: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print(json.dumps(report, sort_keys=True))
         return
-    print(f"balanced accuracy {report['accuracy']:.3f} (real {report['accuracy_real']:.3f}, "
-          f"fake {report['accuracy_fake']:.3f}), AUC {report['auc']:.3f}, "
-          f"{report['n_real']} real + {report['n_fake']} fake")
+    unseen = report.get("n_unseen_reals") or report["n_real"]
+    rates = ", ".join(f"TPR {report['tpr_at_fpr'][k]:.2f} / FPR {report['fpr_at'][k]:.3f} at {float(k):.0%}"
+                      for k in report["tpr_at_fpr"])
+    print(f"{rates} (whole-set rate, {report['family_size']} generators), AUC {report['auc']:.3f}; "
+          f"{report['n_fake']} fakes, {unseen} unseen reals")
+
+
+def check_positive(value: int, flag: str) -> None:
+    if value < 1:
+        raise ValueError(f"{flag} must be at least 1, not {value}")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     extractor = create(args.extractor, args.extractor_dir)
     name = args.name or Path(args.data_dir).resolve().name.lower()
+    check_positive(args.family_size, "--family-size")
     fp = train_artifact(Path(args.data_dir), name, fit_config(args), extractor, device,
-                        progress=not args.quiet, crossval_folds=args.crossval, extra_real=args.extra_real)
+                        progress=not args.quiet, crossval_folds=args.crossval, extra_real=args.extra_real,
+                        reals=args.reals, family_size=args.family_size)
     out = save_fingerprint(fp, args.out)
-    print(f"wrote {out} (real centre {fp.calibration.real_centre:+.3f}, fake centre {fp.calibration.fake_centre:+.3f})")
+    crossval = fp.metadata.get("metrics", {}).get("crossval")
+    measured = f", cross-validated TPR at 1 %: {crossval['tpr_at_fpr']['0.01']:.2f}" if crossval else ""
+    print(f"wrote {out} (null scale {fp.null_model.scale:.2f}{measured})")
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     fp = load_fingerprint(args.fp_dir)
     extractor = create(fp.extractor_key, args.extractor_dir)
-    report = evaluate(fp, extractor, Path(args.data_dir), resolve_device(args.device), progress=not args.json)
+    check_positive(args.family_size, "--family-size")
+    report = evaluate(fp, extractor, Path(args.data_dir), resolve_device(args.device), progress=not args.quiet,
+                      reals=args.reals, family_size=args.family_size)
     print_report(report, args.json)
     return 0
 
 
 def cmd_crossval(args: argparse.Namespace) -> int:
     extractor = create(args.extractor, args.extractor_dir)
+    check_positive(args.family_size, "--family-size")
     report = crossval(Path(args.data_dir), extractor, fit_config(args), args.folds, resolve_device(args.device),
-                      seed=args.seed, progress=not (args.quiet or args.json), extra_real=args.extra_real)
+                      seed=args.seed, progress=not args.quiet, extra_real=args.extra_real, reals=args.reals,
+                      family_size=args.family_size)
     print_report(report, args.json)
     return 0
 
@@ -103,34 +128,49 @@ def cmd_blank(args: argparse.Namespace) -> int:
 def cmd_build_defaults(args: argparse.Namespace) -> int:
     written = build_defaults(args.data, args.out, fit_config(args), create(args.extractor, args.extractor_dir),
                              resolve_device(args.device), folds=args.folds, pool_reals=args.pool_reals,
-                             progress=not args.quiet)
+                             progress=not args.quiet, reals=args.reals)
     for path in written:
         print(f"wrote {path}")
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a fingerprint from DATA_DIR/0_real and DATA_DIR/1_fake")
-    p.add_argument("data_dir")
+    formatter = argparse.ArgumentDefaultsHelpFormatter
+    p = sub.add_parser("train", help="train a fingerprint from DATA_DIR/0_real and DATA_DIR/1_fake",
+                       description="Train one generator's fingerprint artifact, fit its null model and "
+                                   "(with --crossval) record its cross-validated TPR at FPR 1 %% and 5 %%.",
+                       formatter_class=formatter)
+    p.add_argument("data_dir", help="folder with 0_real/ (real photos) and 1_fake/ (the generator's images)")
     p.add_argument("--out", required=True, type=Path, help="artifact folder to write")
     p.add_argument("--name", default=None, help="generator name (default: the data folder's name)")
-    p.add_argument("--crossval", type=int, default=0, help="also record k-fold metrics in the metadata")
+    p.add_argument("--crossval", type=int, default=0,
+                   help="also record k-fold TPR/FPR in the metadata (0: skip; GET /generators shows them)")
     add_training_options(p)
+    add_rate_options(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="evaluate a fingerprint artifact on a labelled folder")
-    p.add_argument("fp_dir", type=Path)
-    p.add_argument("data_dir")
-    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("eval", help="evaluate a fingerprint artifact on a labelled folder",
+                       description="TPR on DATA_DIR/1_fake and FPR on --reals (else DATA_DIR/0_real) at FPR 1 %% "
+                                   "and 5 %%, with the service's own decision rule and forward pass.",
+                       formatter_class=formatter)
+    p.add_argument("fp_dir", type=Path, help="artifact folder (fingerprint.safetensors + metadata.json)")
+    p.add_argument("data_dir", help="folder with 0_real/ and 1_fake/")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--extractor-dir", type=Path, default=None)
+    p.add_argument("--extractor-dir", type=Path, default=None, help="weights folder of a learned extractor")
+    add_rate_options(p)
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("crossval", help="stratified k-fold: train on k-1 folds, test on the held-out one")
-    p.add_argument("data_dir")
-    p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("crossval", help="stratified k-fold: train on k-1 folds, test on the held-out one",
+                       description="Stratified k-fold cross-validation: TPR on held-out fakes, FPR on --reals "
+                                   "(photos no fold trains on), at FPR 1 %% and 5 %% with the service's rule.",
+                       formatter_class=formatter)
+    p.add_argument("data_dir", help="folder with 0_real/ and 1_fake/")
+    p.add_argument("--folds", type=int, default=5, help="k, from 2 to the size of the smaller class")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout (progress stays on stderr)")
     add_training_options(p)
+    add_rate_options(p)
     p.set_defaults(func=cmd_crossval)
 
     p = sub.add_parser("train-denoiser", help="train a DnCNN residual extractor on real photos")
@@ -158,4 +198,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--folds", type=int, default=5, help="k-fold metrics recorded in each artifact's metadata")
     p.add_argument("--pool-reals", action="store_true", help="train on the real images of every folder")
     add_training_options(p)
+    p.add_argument("--reals", type=Path, action="append", default=[],
+                   help="folder of real photos never trained on: each artifact's cross-validated FPR (repeatable)")
     p.set_defaults(func=cmd_build_defaults)

@@ -1,7 +1,14 @@
-"""Evaluation of one artifact on a labelled folder, and stratified k-fold cross-validation."""
+"""Evaluation of one artifact, and stratified k-fold cross-validation, at stated false-positive rates.
+
+Every figure is taken with the service's own rule (``dif.decision``): a fingerprint's p-value
+against ``rate / family_size``, family_size being the number of generators the service splits
+the rate over. TPR counts fakes the fingerprint never trained on; FPR counts real photos it never
+trained on (``--reals`` pools, disjoint from training by content).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -12,75 +19,222 @@ import torch
 from tqdm import tqdm
 
 from dif.artifact import Fingerprint
+from dif.decision import DEFAULT_RATE, REPORTED_RATES, OperatingPoint, detection_rate, rate_key
+from dif.detector import Detector
+from dif.errors import DatasetError
 from dif.extractors import ResidualExtractor
-from training.data import ResidualCache, build_cache, build_training_cache, scan, with_extra_reals
-from training.metrics import binary_report, roc_auc
+from dif.images import decode_image
+from training.data import (
+    REAL,
+    LabelledImages,
+    ResidualCache,
+    build_cache,
+    build_training_cache,
+    list_images,
+    scan,
+    with_extra_reals,
+)
+from training.metrics import roc_auc, wilson
 from training.perturb import jpeg
-from training.pipeline import FitConfig, fit_fingerprint, image_features, stratified_folds
+from training.pipeline import FitConfig, fit_fingerprint, image_statistic, null_p_values, stratified_folds
+
+# The embedded set holds five generators: a fingerprint evaluated alone is held to the share of
+# the rate it gets when served beside them.
+DEFAULT_FAMILY_SIZE = 5
 
 
-def evaluate_cache(fp: Fingerprint, cache: ResidualCache, device: torch.device) -> dict[str, Any]:
-    feats = image_features(fp.tensor, cache, fp.detection, device)
-    scores = fp.calibration.score(feats)
-    report = binary_report(scores, cache.labels)
-    report["auc"] = roc_auc(feats * (1 if fp.calibration.slope >= 0 else -1), cache.labels)
+def real_pool(folders: list[Path]) -> LabelledImages:
+    """Every image of ``folders``, labelled real (a pool of photos no fingerprint trains on)."""
+    paths = [p for folder in folders for p in _images_of(folder)]
+    return LabelledImages(paths, [REAL] * len(paths))
+
+
+def _images_of(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise DatasetError(f"--reals {folder} is not a folder of real photos")
+    found = list_images(folder)
+    if not found:
+        raise DatasetError(f"--reals {folder} holds no images")
+    return found
+
+
+def check_disjoint(pool: LabelledImages, training: LabelledImages) -> None:
+    """Refuse a real-photo pool that shares an image (by content) with the training images."""
+    def digests(paths: list[Path]) -> dict[str, Path]:
+        return {hashlib.sha256(p.read_bytes()).hexdigest(): p for p in paths}
+
+    shared = digests(pool.paths).keys() & digests(training.paths).keys()
+    if shared:
+        example = digests(pool.paths)[next(iter(shared))]
+        raise DatasetError(f"{len(shared)} --reals image(s) also train the fingerprint (e.g. {example}); "
+                           "a false-positive rate must be measured on photos it never saw")
+
+
+def check_folds(labels: list[int], folds: int) -> None:
+    """Every fold must hold at least one image of each class, or its figures are NaN."""
+    smaller = min(labels.count(REAL), len(labels) - labels.count(REAL))
+    if not 2 <= folds <= smaller:
+        raise DatasetError(f"--folds must be between 2 and the size of the smaller class ({smaller}), not {folds}")
+
+
+def rate_report(fake_p: torch.Tensor, real_p: torch.Tensor, family_size: int,
+                real_photos: int | None = None) -> dict[str, Any]:
+    """TPR of ``fake_p`` and FPR of ``real_p`` at every reported rate, with 95 % Wilson intervals.
+
+    ``real_photos``: how many distinct photos ``real_p`` holds when each was scored by several
+    fold fingerprints; the FPR interval counts photos, not correlated re-scorings of them.
+    """
+    report: dict[str, Any] = {"tpr_at_fpr": {}, "tpr_interval": {}, "fpr_at": {}, "fpr_interval": {}}
+    photos = real_photos or real_p.numel()
+    for rate in REPORTED_RATES:
+        key = rate_key(rate)
+        tpr, fpr = detection_rate(fake_p, rate, family_size), detection_rate(real_p, rate, family_size)
+        report["tpr_at_fpr"][key], report["fpr_at"][key] = tpr, fpr
+        report["tpr_interval"][key] = wilson(round(tpr * fake_p.numel()), fake_p.numel())
+        report["fpr_interval"][key] = wilson(round(fpr * photos), photos)
     return report
 
 
+def evidence(p: torch.Tensor) -> torch.Tensor:
+    """-log p: comparable across fingerprints with different nulls (AUC pooled over folds)."""
+    return -torch.log(p.double().clamp_min(1e-300))
+
+
+def balanced(fake_p: torch.Tensor, real_p: torch.Tensor, family_size: int) -> dict[str, float]:
+    """Balanced accuracy at the default operating point (kept for comparison with older figures)."""
+    fake = detection_rate(fake_p, DEFAULT_RATE, family_size)
+    real = 1.0 - detection_rate(real_p, DEFAULT_RATE, family_size)
+    return {"accuracy": (fake + real) / 2, "accuracy_fake": fake, "accuracy_real": real}
+
+
+def predict_p(fp: Fingerprint, extractor: ResidualExtractor, paths: list[Path], device: torch.device,
+              transform: Callable[[torch.Tensor], torch.Tensor] | None = None, batch: int = 8,
+              progress: bool = True) -> torch.Tensor:
+    """Per-image p-values of ``fp`` on ``paths`` through ``Detector.predict``: the service's own path."""
+    detector = Detector([fp], extractor, device)
+    out: list[float] = []
+    for start in tqdm(range(0, len(paths), batch), desc="images", unit="batch", disable=not progress):
+        prepared = []
+        for path in paths[start : start + batch]:
+            image = decode_image(path)
+            prepared.append(detector.prepare(transform(image) if transform is not None else image))
+        out += [image.generators[0].p_value for image in detector.predict(prepared, OperatingPoint()).images]
+    return torch.tensor(out, dtype=torch.float64)
+
+
 def evaluate(fp: Fingerprint, extractor: ResidualExtractor, data_dir: Path, device: torch.device,
-             transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-             progress: bool = True) -> dict[str, Any]:
+             transform: Callable[[torch.Tensor], torch.Tensor] | None = None, progress: bool = True,
+             reals: list[Path] | None = None, family_size: int = DEFAULT_FAMILY_SIZE) -> dict[str, Any]:
+    """TPR on DATA_DIR's fakes; FPR on the ``reals`` pool when given, else on DATA_DIR's reals."""
     images = scan(data_dir)
-    cache = build_cache(images, extractor, fp.crop_size, fp.detection.max_crops, fp.detection.align,
-                        device, transform, progress)
-    return evaluate_cache(fp, cache, device)
+    labels = torch.tensor(images.labels)
+    p = predict_p(fp, extractor, images.paths, device, transform, progress=progress)
+    fake_p, data_real_p = p[labels == 1], p[labels == 0]
+    pool = real_pool(reals) if reals else None
+    pool_p = predict_p(fp, extractor, pool.paths, device, transform, progress=progress) if pool else data_real_p
+    report: dict[str, Any] = {
+        **balanced(fake_p, data_real_p, family_size),
+        "auc": roc_auc(evidence(p), labels),
+        "auc_unseen_reals": roc_auc(evidence(torch.cat([fake_p, pool_p])),
+                                    torch.cat([torch.ones(len(fake_p)), torch.zeros(len(pool_p))])),
+        **rate_report(fake_p, pool_p, family_size),
+        "n_real": len(data_real_p), "n_fake": len(fake_p), "n_unseen_reals": len(pool_p) if pool else 0,
+        "family_size": family_size,
+    }
+    return report
+
+
+def evaluate_cache(fp: Fingerprint, cache: ResidualCache, device: torch.device,
+                   family_size: int = DEFAULT_FAMILY_SIZE) -> dict[str, Any]:
+    """The same figures on already-extracted residuals (lineage's cross-detection)."""
+    p = null_p_values(image_statistic(fp.tensor, cache, fp.detection, device), fp.null_model, fp.detection)
+    fake_p, real_p = p[cache.labels == 1], p[cache.labels == 0]
+    return {**balanced(fake_p, real_p, family_size), "auc": roc_auc(evidence(p), cache.labels),
+            **rate_report(fake_p, real_p, family_size), "n_real": len(real_p), "n_fake": len(fake_p)}
 
 
 def crossval_cache(cache: ResidualCache, config: FitConfig, folds: int, device: torch.device,
                    seed: int = 0, progress: bool = True, test_cache: ResidualCache | None = None,
-                   evaluated: int | None = None) -> dict[str, Any]:
-    """Train on k-1 folds, test on the held-out one.
+                   evaluated: int | None = None, reals: ResidualCache | None = None,
+                   family_size: int = DEFAULT_FAMILY_SIZE) -> dict[str, Any]:
+    """Train on k-1 folds, test on the held-out one, with the service's rule.
 
-    ``test_cache`` (the same images, perturbed) measures robustness. Only the
-    first ``evaluated`` images are split into folds; any after them (pooled
-    extra reals) are always in training.
+    ``test_cache`` (the same images, perturbed) measures robustness. Only the first
+    ``evaluated`` images are split into folds; any after them (pooled extra reals) are always in
+    training. ``reals``: a pool of photos that no fold trains on, scored by every fold's
+    fingerprint (its FPR is ``fpr_at``; without it, the held-out reals' FPR is).
     """
-    started = time.perf_counter()
-    fold_reports, all_scores, all_labels = [], [], []
-    test_source = test_cache if test_cache is not None else cache
     count = len(cache.labels) if evaluated is None else evaluated
-    splits = stratified_folds(cache.labels[:count], folds, seed)
-    for k, held in enumerate(tqdm(splits, desc="folds", unit="fold", disable=not progress)):
+    check_folds(cache.labels[:count].tolist(), folds)
+    started = time.perf_counter()
+    test_source = test_cache if test_cache is not None else cache
+    fold_reports: list[dict[str, Any]] = []
+    fake_ps, real_ps, pool_ps = [], [], []
+    for k, held in enumerate(tqdm(stratified_folds(cache.labels[:count], folds, seed), desc="folds",
+                                  unit="fold", disable=not progress)):
         out = set(held)
         train = [i for i in range(len(cache.labels)) if i not in out]
-        fp, cal = fit_fingerprint(cache, train, replace(config, train=replace(config.train, seed=seed + k)),
-                                  device, progress=False)
-        feats = image_features(fp, test_source, config.detection, device, held)
-        scores = cal.score(feats)
-        report = binary_report(scores, test_source.labels[held])
-        report["auc"] = roc_auc(feats * (1 if cal.slope >= 0 else -1), test_source.labels[held])
-        fold_reports.append(report)
-        all_scores.append(scores)
-        all_labels.append(test_source.labels[held])
+        fitted = fit_fingerprint(cache, train, replace(config, train=replace(config.train, seed=seed + k)),
+                                 device, progress=False)
+        p = null_p_values(image_statistic(fitted.fingerprint, test_source, config.detection, device, held),
+                          fitted.null, config.detection)
+        labels = test_source.labels[held]
+        fake_ps.append(p[labels == 1])
+        real_ps.append(p[labels == 0])
+        if reals is not None:
+            pool_ps.append(null_p_values(image_statistic(fitted.fingerprint, reals, config.detection, device),
+                                         fitted.null, config.detection))
+        fold_reports.append({"auc": roc_auc(evidence(p), labels), "n_fake": int((labels == 1).sum()),
+                             "n_real": int((labels == 0).sum()), "null_scale": fitted.null.scale,
+                             "tpr_at_fpr": {rate_key(r): detection_rate(p[labels == 1], r, family_size)
+                                            for r in REPORTED_RATES}})
+    fake_p, real_p = torch.cat(fake_ps), torch.cat(real_ps)
+    pool_p = torch.cat(pool_ps) if pool_ps else real_p
+    both = torch.cat([fake_p, pool_p])
+    both_labels = torch.cat([torch.ones(len(fake_p)), torch.zeros(len(pool_p))])
     summary: dict[str, Any] = {
-        key: sum(r[key] for r in fold_reports) / len(fold_reports)
-        for key in ("accuracy", "accuracy_real", "accuracy_fake", "auc")
+        **balanced(fake_p, real_p, family_size),
+        "auc": sum(r["auc"] for r in fold_reports) / len(fold_reports),
+        "auc_pooled": roc_auc(evidence(torch.cat([fake_p, real_p])),
+                              torch.cat([torch.ones(len(fake_p)), torch.zeros(len(real_p))])),
+        "auc_unseen_reals": roc_auc(evidence(both), both_labels),
+        **rate_report(fake_p, pool_p, family_size, len(reals.labels) if reals is not None else None),
+        "fpr_heldout_reals": {rate_key(r): detection_rate(real_p, r, family_size) for r in REPORTED_RATES},
+        "family_size": family_size,
+        # Per-generator p-values of the held-out fakes: the service re-derives TPR for the rate
+        # and the number of generators it actually runs with.
+        "heldout_fake_p": [float(f"{v:.6g}") for v in fake_p.tolist()],
+        "n_real": int((cache.labels[:count] == 0).sum()),
+        "n_fake": int((cache.labels[:count] == 1).sum()),
+        "n_unseen_reals": len(reals.labels) if reals is not None else 0,
+        "extra_training_reals": len(cache.labels) - count,
+        "folds": fold_reports,
+        "seconds": round(time.perf_counter() - started, 2),
     }
-    summary["auc_pooled"] = roc_auc(torch.cat(all_scores), torch.cat(all_labels))
-    summary["n_real"] = int((cache.labels[:count] == 0).sum())
-    summary["n_fake"] = int((cache.labels[:count] == 1).sum())
-    summary["extra_training_reals"] = len(cache.labels) - count
-    summary["folds"] = fold_reports
-    summary["seconds"] = round(time.perf_counter() - started, 2)
     return summary
+
+
+def pool_cache(reals: list[Path], training: LabelledImages, extractor: ResidualExtractor, config: FitConfig,
+               device: torch.device, crop: int = 256, progress: bool = True) -> ResidualCache | None:
+    """Residuals of the ``--reals`` pool, after checking that none of it trains the fingerprint."""
+    if not reals:
+        return None
+    pool = real_pool(reals)
+    check_disjoint(pool, training)
+    return build_cache(pool, extractor, crop, config.detection.max_crops, config.detection.align, device,
+                       progress=progress)
 
 
 def crossval(data_dir: Path, extractor: ResidualExtractor, config: FitConfig, folds: int,
              device: torch.device, seed: int = 0, crop: int = 256, progress: bool = True,
-             extra_real: list[Path] | None = None) -> dict[str, Any]:
+             extra_real: list[Path] | None = None, reals: list[Path] | None = None,
+             family_size: int = DEFAULT_FAMILY_SIZE) -> dict[str, Any]:
     """k-fold on DATA_DIR's images; ``extra_real`` folders only ever add training reals."""
     own = scan(data_dir)
+    check_folds(own.labels, folds)
     images = with_extra_reals(own, extra_real or [])
+    pool = pool_cache(reals or [], images, extractor, config, device, crop, progress)
     cache = build_training_cache(images, extractor, crop, config.detection.max_crops, config.detection.align,
                                  device, [jpeg(q) for q in config.augment_jpeg], progress)
-    return crossval_cache(cache, config, folds, device, seed, progress, evaluated=len(own.labels))
+    return crossval_cache(cache, config, folds, device, seed, progress, evaluated=len(own.labels), reals=pool,
+                          family_size=family_size)

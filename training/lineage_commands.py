@@ -143,7 +143,7 @@ def cmd_cross_detect(args: argparse.Namespace) -> int:
     from dif.render import heatmap_image, save_png
     from training.data import FAKE, build_cache, scan
     from training.evaluate import evaluate_cache
-    from training.pipeline import image_features
+    from training.pipeline import image_statistic
     from training.trainer import resolve_device
 
     fingerprints = unique(expand(args.fp_dirs))
@@ -166,7 +166,7 @@ def cmd_cross_detect(args: argparse.Namespace) -> int:
             report = evaluate_cache(fp, cache, device)
             # The raw feature on B's fakes: a threshold can flag every generator's images (they share
             # "fake" traits), while the feature's level says how much of A's own trace B's images carry.
-            feature = image_features(fp.tensor, cache, fp.detection, device)[cache.labels == FAKE]
+            feature = image_statistic(fp.tensor, cache, fp.detection, device)[cache.labels == FAKE]
             row.append({"data": folder.name, "accuracy": report["accuracy"],
                         "fake_detected": report["accuracy_fake"], "real_kept": report["accuracy_real"],
                         "auc": report["auc"], "fake_feature": float(feature.mean())})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -27,3 +29,13 @@ def binary_report(scores: torch.Tensor, labels: torch.Tensor, threshold: float =
         "n_real": int(real.sum()),
         "n_fake": int(fake.sum()),
     }
+
+
+def wilson(successes: int, trials: int, z: float = 1.96) -> list[float]:
+    """95 % Wilson score interval of a proportion: honest at 0 or n successes out of few trials."""
+    if trials <= 0:
+        return [float("nan"), float("nan")]
+    p = successes / trials
+    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    return [round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)]

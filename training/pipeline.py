@@ -1,4 +1,4 @@
-"""From cached residuals to a calibrated fingerprint, and from a fingerprint to image scores."""
+"""From cached residuals to a fingerprint with its null model, and from a fingerprint to p-values."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import torch
 
 from dif.artifact import Detection
 from dif.calibration import Calibration, fit
+from dif.decision import NullModel, fit_null, p_values
 from dif.scoring import CorrelationScorer
 from training.data import FAKE, REAL, ResidualCache
 from training.trainer import TrainConfig, train_fingerprint
@@ -17,28 +18,37 @@ from training.trainer import TrainConfig, train_fingerprint
 class FitConfig:
     train: TrainConfig = TrainConfig()
     detection: Detection = Detection()
-    calibration: str = "inner-cv"  # or "train": centres from the training images themselves
+    # "inner-cv": the null's tail correction (and the recorded centres) from images the fingerprint
+    # did not see; "train": no inner folds, theory's N(0, 1) null and centres of the training images.
+    calibration: str = "inner-cv"
     inner_folds: int = 3
     augment_jpeg: tuple[int, ...] = ()  # JPEG qualities of extra training copies (robustness, no JPEG shortcut)
 
 
-def image_features(fingerprint: torch.Tensor, cache: ResidualCache, detection: Detection,
-                   device: torch.device, images: list[int] | None = None, chunk: int = 64) -> torch.Tensor:
-    """The detector's feature for ``images`` of ``cache`` (default: all), with the service's maths.
+def image_statistic(fingerprint: torch.Tensor, cache: ResidualCache, detection: Detection,
+                    device: torch.device, images: list[int] | None = None, chunk: int = 64) -> torch.Tensor:
+    """The statistic decisions are taken on (``Detection.statistic``) for ``images`` of ``cache``.
 
-    Images are scored ``chunk`` at a time, so only that many images' crops are ever copied.
+    The service's maths on cached residuals; images are scored ``chunk`` at a time, so only
+    that many images' crops are ever copied.
     """
     chosen = list(range(len(cache.labels))) if images is None else images
-    shift = detection.max_shift if detection.feature in ("peak", "peak_z") else 0
-    scorer = CorrelationScorer(fingerprint[None].to(device), max_shift=shift)
+    scorer = CorrelationScorer(fingerprint[None].to(device), max_shift=detection.window)
     out = torch.empty(len(chosen))
     for start in range(0, len(chosen), chunk):
         part = cache.subset(chosen[start : start + chunk])
         count = len(part.labels)
-        scores = scorer.score(part.residuals.to(device, torch.float32), part.image_of_crop.to(device), count,
-                              with_z=detection.feature in ("z", "peak_z"))
-        out[start : start + count] = scores.feature(detection.feature)[:, 0].cpu()
+        scores = scorer.score(part.residuals.to(device, torch.float32), part.image_of_crop.to(device), count)
+        out[start : start + count] = scores.feature(detection.statistic)[:, 0].cpu()
     return out
+
+
+def null_p_values(statistic: torch.Tensor, null: NullModel, detection: Detection) -> torch.Tensor:
+    """Per-image p-values ``[n]`` of one fingerprint's statistic, by ``dif.decision.p_values``."""
+    def one(value: float) -> torch.Tensor:
+        return torch.tensor([value], dtype=torch.float64)
+
+    return p_values(statistic[:, None], one(null.sign), one(null.scale), one(detection.searched))[:, 0]
 
 
 def stratified_folds(labels: list[int] | torch.Tensor, folds: int, seed: int) -> list[list[int]]:
@@ -60,24 +70,33 @@ def _train_on(cache: ResidualCache, images: list[int], config: FitConfig, device
                              config.train, device, progress)
 
 
-def fit_fingerprint(cache: ResidualCache, images: list[int], config: FitConfig, device: torch.device,
-                    progress: bool = True) -> tuple[torch.Tensor, Calibration]:
-    """Train on ``images`` of the cache and calibrate the decision.
+@dataclass(frozen=True)
+class Fitted:
+    fingerprint: torch.Tensor
+    calibration: Calibration  # centres and spreads of the statistic (informational, for people and lineage)
+    null: NullModel
 
-    With ``inner-cv`` the centres come from images the fingerprint did not see
-    (an inner k-fold over the training images): centres fitted on training
-    images sit too far apart and put the threshold out of reach of new fakes.
+
+def fit_fingerprint(cache: ResidualCache, images: list[int], config: FitConfig, device: torch.device,
+                    progress: bool = True) -> Fitted:
+    """Train on ``images`` of the cache and fit the null model its decisions are taken with.
+
+    With ``inner-cv`` the statistic of every training image is measured with a fingerprint
+    that did not see it (an inner k-fold): the held-out reals widen the null where they
+    spread more than N(0, 1). Training images themselves correlate with their own
+    fingerprint and would say nothing about unseen photos.
     """
     fingerprint = _train_on(cache, images, config, device, progress)
     labels = cache.labels[images]
     inner = min(config.inner_folds, int((labels == REAL).sum()), int((labels == FAKE).sum()))
     if config.calibration == "train" or inner < 2:
-        feats = image_features(fingerprint, cache, config.detection, device, images)
-        return fingerprint, fit(feats[labels == REAL], feats[labels == FAKE], "train")
-    feats = torch.empty(len(images))
+        stats = image_statistic(fingerprint, cache, config.detection, device, images)
+        return Fitted(fingerprint, fit(stats[labels == REAL], stats[labels == FAKE], "train"), NullModel())
+    stats = torch.empty(len(images))
     for held in stratified_folds(labels, inner, config.train.seed + 1):
         out = set(held)
         kept = [images[i] for i in range(len(images)) if i not in out]
         inner_fp = _train_on(cache, kept, config, device, progress=False)
-        feats[held] = image_features(inner_fp, cache, config.detection, device, [images[i] for i in held])
-    return fingerprint, fit(feats[labels == REAL], feats[labels == FAKE], f"inner-cv-{inner}")
+        stats[held] = image_statistic(inner_fp, cache, config.detection, device, [images[i] for i in held])
+    calibration = fit(stats[labels == REAL], stats[labels == FAKE], f"inner-cv-{inner}")
+    return Fitted(fingerprint, calibration, fit_null(stats[labels == REAL]))

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, TypeVar
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -25,7 +25,8 @@ from app.schemas import (
     error_responses,
 )
 from app.service import Service
-from dif.errors import DifError
+from dif.decision import MAX_RATE, MIN_RATE, OperatingPoint, check_rate
+from dif.errors import DifError, InvalidRate
 
 T = TypeVar("T")
 
@@ -34,7 +35,7 @@ ERRORS = error_responses({
         401: "missing or wrong X-API-Key",
         413: "body over DIF_MAX_UPLOAD_BYTES, image over DIF_MAX_PIXELS, or too many files",
         415: "not an image, or an unsupported format",
-        422: "no file/files field, or an image smaller than the crop size",
+        422: "no file/files field, an image smaller than the crop size, or fpr out of range",
         429: "queue full: retry after the Retry-After header",
         500: "the forward pass failed (every request of that batch gets this)",
         503: "warming up or shutting down",
@@ -50,6 +51,8 @@ MULTIPART_BODY = {
                 "file": {"type": "string", "format": "binary", "description": "one image"},
                 "files": {"type": "array", "items": {"type": "string", "format": "binary"},
                           "description": "several images (up to DIF_MAX_FILES_PER_REQUEST)"},
+                "fpr": {"type": "number", "minimum": MIN_RATE, "maximum": MAX_RATE,
+                        "description": "false-positive rate for this request (same as the query parameter)"},
             },
         }}},
     }
@@ -68,6 +71,7 @@ class Upload:
 class Uploads:
     files: list[Upload]
     many: bool  # sent as `files`: answer with a list
+    fpr: str | None = None  # the `fpr` form field, unparsed
 
 
 async def read_uploads(request: Request, service: ServiceDep) -> Uploads:
@@ -93,9 +97,12 @@ async def read_uploads(request: Request, service: ServiceDep) -> Uploads:
         if len(fields) > limit:
             raise TooManyFiles(f"at most {limit} files per request (DIF_MAX_FILES_PER_REQUEST)")
         uploads = [await _read(value, "files" if several else "file") for value in fields]
+        rates = form.getlist("fpr")
+        if len(rates) > 1 or (rates and not isinstance(rates[0], str)):
+            raise InvalidRate("send the `fpr` field once, as a number (e.g. 0.01)")
     finally:
         await form.close()
-    return Uploads(uploads, many=bool(several))
+    return Uploads(uploads, many=bool(several), fpr=rates[0] if rates else None)
 
 
 async def _read(value: UploadFile | str, field: str) -> Upload:
@@ -105,15 +112,29 @@ async def _read(value: UploadFile | str, field: str) -> Upload:
 
 
 UploadsDep = Annotated[Uploads, Depends(read_uploads)]
+# A string, checked by us: an out-of-range rate is refused with the same 422 and message as the form field's.
+FprQuery = Annotated[str | None, Query(
+    description=f"false-positive rate for this request, {MIN_RATE:g} to {MAX_RATE:g} "
+                "(default DIF_FALSE_POSITIVE_RATE); also accepted as a form field")]
+
+
+def operating_point(service: Service, query: str | None, form: str | None) -> OperatingPoint:
+    """The request's own rate (query or form field, not both), or the service's."""
+    if query is not None and form is not None:
+        raise InvalidRate("give fpr as a query parameter or as a form field, not both")
+    raw = query if query is not None else form
+    return service.settings.operating_point(None if raw is None else check_rate(raw, "fpr"))
 
 
 @router.post("/detect", response_model=DetectResponse | DetectManyResponse, responses=ERRORS,
              openapi_extra=MULTIPART_BODY, summary="Score images against every loaded generator")
-async def detect(request: Request, service: ServiceDep, uploads: UploadsDep) -> DetectResponse | DetectManyResponse:
+async def detect(request: Request, service: ServiceDep, uploads: UploadsDep, fpr: FprQuery = None
+                 ) -> DetectResponse | DetectManyResponse:
     started: float = request.state.started_at
     deadline = started + service.settings.request_timeout_s
+    point = operating_point(service, fpr, uploads.fpr)
     with service.batcher.admit(len(uploads.files)) as admission:
-        scored = await _before(deadline, _score_all(service, uploads.files, deadline, admission), service)
+        scored = await _before(deadline, _score_all(service, uploads.files, deadline, admission, point), service)
     total_ms = _ms(time.monotonic() - started)
     results = [_result(upload, item, done, total_ms, service)
                for upload, (item, done) in zip(uploads.files, scored, strict=True)]
@@ -123,17 +144,17 @@ async def detect(request: Request, service: ServiceDep, uploads: UploadsDep) -> 
     return DetectResponse(**results[0].model_dump(), request_id=request_id)
 
 
-async def _score_all(service: Service, uploads: Sequence[Upload], deadline: float, admission: Admission
-                     ) -> list[tuple[PreparedImage, Done[ImageScores]]]:
-    prepared = await _all_or_first_error([_prepare(service, u) for u in uploads])
+async def _score_all(service: Service, uploads: Sequence[Upload], deadline: float, admission: Admission,
+                     point: OperatingPoint) -> list[tuple[PreparedImage, Done[ImageScores]]]:
+    prepared = await _all_or_first_error([_prepare(service, u, point) for u in uploads])
     futures = [service.batcher.submit(item, deadline, admission) for item in prepared]
     done = await _all_or_first_error(futures)
     return list(zip(prepared, done, strict=True))
 
 
-async def _prepare(service: Service, upload: Upload) -> PreparedImage:
+async def _prepare(service: Service, upload: Upload, point: OperatingPoint) -> PreparedImage:
     try:
-        item = await service.prepare(upload.data)
+        item = await service.prepare(upload.data, point)
     except DifError as exc:
         service.metrics.decode_failures.labels(reason=exc.code).inc()
         if upload.filename:
@@ -164,22 +185,24 @@ async def _before(deadline: float, work: Awaitable[T], service: Service) -> T:
 
 def _result(upload: Upload, item: PreparedImage, done: Done[ImageScores], total_ms: float,
             service: Service) -> ImageResult:
-    scores = done.value.scores
-    top = max(scores, key=lambda s: s.score)
-    fake = any(s.fake for s in scores)
-    for s in scores:
+    verdict = done.value.verdict
+    for s in verdict.generators:
         service.metrics.detections.labels(generator=s.generator, verdict="fake" if s.fake else "real").inc()
-    service.metrics.images.labels(verdict="fake" if fake else "real").inc()
+    service.metrics.images.labels(verdict=verdict.verdict).inc()
     timings = Timings(decode_queue_ms=_ms(item.decode_wait_s), decode_ms=_ms(item.decode_s),
                       crop_ms=_ms(item.crop_s), queue_ms=_ms(done.queue_wait_s),
                       residual_ms=_ms(done.value.residual_s), scoring_ms=_ms(done.value.scoring_s),
                       total_ms=total_ms)
+    top = next((s for s in verdict.generators if s.generator == verdict.top), None)
     return ImageResult(
-        filename=upload.filename, fake=fake, top=top.generator, top_score=top.score,
+        filename=upload.filename, verdict=verdict.verdict, fake=verdict.fake, top=verdict.top,
+        candidates=verdict.candidates,
+        top_score=None if top is None else top.score, p_value=verdict.p_value, false_positive_rate=verdict.rate,
         width=item.prepared.width, height=item.prepared.height, crops=len(item.prepared.positions),
         batch_size=done.batch_size, model_version=done.value.model_version,
-        scores=[GeneratorScoreOut(generator=s.generator, score=s.score, fake=s.fake, correlation=s.correlation,
-                                  z=s.z, peak_z=s.peak_z, shift=s.shift, pce=s.pce) for s in scores],
+        scores=[GeneratorScoreOut(generator=s.generator, p_value=s.p_value, score=s.score, fake=s.fake,
+                                  statistic=s.statistic, correlation=s.correlation, z=s.z, peak_z=s.peak_z,
+                                  shift=s.shift, pce=s.pce) for s in verdict.generators],
         timings_ms=timings,
     )
 

@@ -5,14 +5,21 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Literal
 
+import torch
+
 from fastapi import APIRouter, Depends, Path
 from fastapi.responses import Response
 
-from app.deps import ModelDep, require_api_key
+from app.deps import ModelDep, ServiceDep, require_api_key
 from app.engine import ModelSet
 from app.errors import GeneratorNotFound
 from app.schemas import GeneratorList, GeneratorOut, error_responses
 from dif.artifact import Fingerprint
+from dif.decision import REPORTED_RATES, detection_rate, rate_key
+
+# Below this TPR at the operating point a fingerprint misses most of its generator's images:
+# users must see that the generator is loaded but not really covered.
+WEAK_TPR = 0.5
 
 # Documented because they happen (the fuzz tests hold the schema to it): a client generated
 # from the schema must expect the key check and the not-yet-loaded answer.
@@ -25,16 +32,18 @@ NameParam = Annotated[str, Path(description="generator name, as listed by GET /g
 
 
 @router.get("", response_model=GeneratorList, summary="Every loaded generator")
-async def list_generators(model: ModelDep) -> GeneratorList:
+async def list_generators(model: ModelDep, service: ServiceDep) -> GeneratorList:
+    rate = service.settings.false_positive_rate
     return GeneratorList(
         extractor=model.extractor_key, crop_size=model.detector.crop_size, model_version=model.version,
-        loaded_at=model.loaded_at, generators=[describe(fp) for fp in model.fingerprints],
+        loaded_at=model.loaded_at, false_positive_rate=rate,
+        generators=[describe(fp, rate, len(model.names)) for fp in model.fingerprints],
     )
 
 
 @router.get("/{name}", response_model=GeneratorOut, responses=NOT_FOUND, summary="One generator")
-async def get_generator(model: ModelDep, name: NameParam) -> GeneratorOut:
-    return describe(_find(model, name))
+async def get_generator(model: ModelDep, service: ServiceDep, name: NameParam) -> GeneratorOut:
+    return describe(_find(model, name), service.settings.false_positive_rate, len(model.names))
 
 
 @router.get("/{name}/fingerprint.png", response_class=Response, responses=NOT_FOUND,
@@ -62,15 +71,27 @@ def _find(model: ModelSet, name: str) -> Fingerprint:
     return fp
 
 
-def describe(fp: Fingerprint) -> GeneratorOut:
+def expected_tpr(fp: Fingerprint, rate: float, family_size: int) -> float | None:
+    """Cross-validated TPR at ``rate`` with this many generators loaded, from the held-out fakes'
+    p-values the trainer recorded (None for an artifact trained without --crossval)."""
+    crossval = (fp.metadata.get("metrics") or {}).get("crossval") or {}
+    recorded = crossval.get("heldout_fake_p")
+    if not isinstance(recorded, list) or not recorded:
+        return None
+    return detection_rate(torch.tensor([float(v) for v in recorded]), rate, family_size)
+
+
+def describe(fp: Fingerprint, rate: float, family_size: int) -> GeneratorOut:
     meta = fp.full_metadata()
     crossval = (meta.get("metrics") or {}).get("crossval") or {}
     accuracy = crossval.get("accuracy")
-    calibration = fp.calibration.to_dict()
+    here = expected_tpr(fp, rate, family_size)
+    tpr = {rate_key(r): expected_tpr(fp, r, family_size) for r in REPORTED_RATES}
     return GeneratorOut(
         name=fp.name, crop_size=fp.crop_size, extractor=fp.extractor, detection=fp.detection.to_dict(),
-        calibration=calibration,
+        calibration=fp.calibration.to_dict(), null=fp.null_model.to_dict(),
         centres={"real": fp.calibration.real_centre, "fake": fp.calibration.fake_centre},
         crossval_accuracy=float(accuracy) if isinstance(accuracy, (int, float)) else None,
-        metadata=meta,
+        tpr_at_fpr=tpr, tpr_at_operating_point=here, weak=None if here is None else here < WEAK_TPR,
+        schema_version=int(fp.metadata.get("schema_version", 2)), metadata=meta,
     )

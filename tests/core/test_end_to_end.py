@@ -22,7 +22,9 @@ def run_json(capsys, argv):
 
 
 def test_synthetic_generator_detected_and_unrelated_one_not(tmp_path, photos, capsys):
-    g1, g2 = ToyGenerator(seed=1, stride=2), ToyGenerator(seed=2, stride=4)
+    # Stride 8, like Stable Diffusion's VAE. (A purely 2-periodic pattern cannot pass 1 %: the z
+    # statistic of a P-periodic fingerprint is at most P, docs/accuracy.md.)
+    g1, g2 = ToyGenerator(seed=1, stride=8), ToyGenerator(seed=2, stride=4)
     half = len(photos) // 2
     train_real, test_real = photos[:half][:12], photos[:half][12:]
     train_fake, test_fake = photos[half:][:12], photos[half:][12:]
@@ -35,7 +37,8 @@ def test_synthetic_generator_detected_and_unrelated_one_not(tmp_path, photos, ca
     capsys.readouterr()
     held_out = run_json(capsys, ["eval", str(tmp_path / "fp"), str(test), "--json", "--device", "cpu"])
     assert held_out["n_fake"] >= 8 and held_out["n_real"] >= 8
-    assert held_out["accuracy"] >= 0.95, held_out
+    # At a whole-set false-positive rate of 1 %, on fakes and photos it never saw.
+    assert held_out["tpr_at_fpr"]["0.01"] >= 0.95 and held_out["fpr_at"]["0.01"] == 0.0, held_out
     unrelated = run_json(capsys, ["eval", str(tmp_path / "fp"), str(other), "--json", "--device", "cpu"])
     # The second generator's images must not be taken for the first one's.
-    assert unrelated["accuracy_fake"] <= 0.3, unrelated
+    assert unrelated["tpr_at_fpr"]["0.05"] <= 0.1, unrelated

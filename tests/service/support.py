@@ -45,7 +45,9 @@ GENERATORS = ("alpha", "beta", "gamma")
 
 def make_fingerprint(name: str, seed: int, extractor: dict[str, Any] | None = None) -> Fingerprint:
     tensor = torch.randn((3, 256, 256), generator=torch.Generator().manual_seed(seed))
-    metadata = {"metrics": {"crossval": {"accuracy": 0.75 + seed / 100}}}
+    # Held-out fakes' p-values as the trainer records them: seed 0 covers its generator, later ones less.
+    heldout = [10.0 ** -(6 - 2 * seed)] * 6 + [0.3] * 4
+    metadata = {"metrics": {"crossval": {"accuracy": 0.75 + seed / 100, "heldout_fake_p": heldout}}}
     return Fingerprint(
         name=name, tensor=tensor, calibration=Calibration(0.0, 0.02, 0.01, 0.01),
         extractor=extractor or create("signlap@1").describe(), detection=Detection(), metadata=metadata,

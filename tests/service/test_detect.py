@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import pytest
 
 from .support import GENERATORS, ThreadServer, metric_value
 
@@ -16,11 +17,17 @@ def test_one_file_is_scored_against_every_generator(shared_server: ThreadServer,
     body = response.json()
     assert [s["generator"] for s in body["scores"]] == list(GENERATORS)
     for score in body["scores"]:
-        assert 0.0 <= score["score"] <= 1.0
+        assert 0.0 <= score["score"] <= 1.0 and 0.0 <= score["p_value"] <= 1.0
         assert isinstance(score["fake"], bool) and score["fake"] == (score["score"] >= 0.5)
         assert isinstance(score["correlation"], float) and -1.0 <= score["correlation"] <= 1.0
-    assert body["fake"] == any(s["fake"] for s in body["scores"])
-    assert body["top"] == max(body["scores"], key=lambda s: s["score"])["generator"]
+        assert score["statistic"] == score["z"]  # zero-shift fingerprints are decided on z
+    assert body["false_positive_rate"] == 0.01  # DIF_FALSE_POSITIVE_RATE's default
+    family_p = min(1.0, min(s["p_value"] for s in body["scores"]) * len(GENERATORS))
+    assert body["p_value"] == pytest.approx(family_p)
+    assert body["fake"] == any(s["fake"] for s in body["scores"]) == (body["verdict"] == "fake")
+    assert body["verdict"] == ("fake" if family_p <= 0.01 else "inconclusive" if family_p <= 0.05 else "real")
+    # A generator is blamed only when it passes: random fingerprints find nothing in a real image.
+    assert body["verdict"] == "real" and body["top"] is None and body["top_score"] is None
     assert (body["width"], body["height"], body["crops"]) == (512, 512, 4)
     assert body["filename"] == "fake.png"
     timings = body["timings_ms"]
@@ -86,3 +93,28 @@ def test_cors_origins_are_allowed_when_configured(serve) -> None:  # type: ignor
     assert preflight.headers["access-control-allow-origin"] == "https://ui.example"
     other = httpx.get(f"{server.url}/healthz", headers={"Origin": "https://evil.example"})
     assert "access-control-allow-origin" not in other.headers
+
+
+def test_a_request_chooses_its_own_false_positive_rate(shared_server: ThreadServer, png_512: bytes) -> None:
+    url = f"{shared_server.url}/detect"
+    default = httpx.post(url, files={"file": ("a.png", png_512)}, timeout=30).json()
+    for sent in ({"params": {"fpr": "0.2"}}, {"data": {"fpr": "0.2"}}):
+        loose = httpx.post(url, files={"file": ("a.png", png_512)}, timeout=30, **sent)  # type: ignore[arg-type]
+        assert loose.status_code == 200, loose.text
+        body = loose.json()
+        assert body["false_positive_rate"] == 0.2
+        # Same image, same p-values: only the threshold (and so the score's scale) moved.
+        assert [s["p_value"] for s in body["scores"]] == [s["p_value"] for s in default["scores"]]
+        for s, d in zip(body["scores"], default["scores"], strict=True):
+            assert s["score"] >= d["score"] and s["fake"] == (s["p_value"] * len(GENERATORS) <= 0.2)
+
+
+@pytest.mark.parametrize("sent", [{"params": {"fpr": "0.5"}}, {"params": {"fpr": "abc"}}, {"data": {"fpr": "0"}},
+                                  {"params": {"fpr": "0.01"}, "data": {"fpr": "0.01"}}, {"params": {"fpr": "nan"}}])
+def test_an_unsupported_rate_is_refused_with_a_clear_422(shared_server: ThreadServer, png_512: bytes,
+                                                         sent: dict[str, dict[str, str]]) -> None:
+    response = httpx.post(f"{shared_server.url}/detect", files={"file": ("a.png", png_512)}, timeout=30,
+                          **sent)  # type: ignore[arg-type]
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "invalid_rate" and "fpr" in error["message"]

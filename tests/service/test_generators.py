@@ -22,6 +22,20 @@ def test_list_describes_every_loaded_generator(shared_server: ThreadServer) -> N
     assert first["extractor"]["id"] == "signlap" and first["extractor"]["version"] == 1
     assert first["metadata"]["name"] == "alpha" and "fingerprint_sha256" in first["metadata"]
     assert first["calibration"]["threshold"] == 0.01
+    assert body["false_positive_rate"] == 0.01 and first["null"]["scale"] >= 1.0
+    assert first["schema_version"] == 2
+
+
+def test_each_generator_says_how_much_of_its_generator_it_catches(shared_server: ThreadServer) -> None:
+    """TPR at the operating point with the generators loaded now, from the trainer's held-out p-values."""
+    generators = httpx.get(f"{shared_server.url}/generators").json()["generators"]
+    by_name = {g["name"]: g for g in generators}
+    family = len(generators)
+    # alpha: 6 of 10 held-out fakes at p = 1e-6 (passes 0.01 / 3), beta: 1e-4 (passes), gamma: 1e-2 (fails).
+    assert by_name["alpha"]["tpr_at_fpr"] == {"0.01": 0.6, "0.05": 0.6} and by_name["alpha"]["weak"] is False
+    assert by_name["beta"]["tpr_at_operating_point"] == 0.6 and by_name["beta"]["weak"] is False
+    assert by_name["gamma"]["tpr_at_fpr"]["0.01"] == 0.0 and by_name["gamma"]["weak"] is True
+    assert by_name["gamma"]["tpr_at_fpr"]["0.05"] == (0.6 if 1e-2 * family <= 0.05 else 0.0)
 
 
 def test_one_generator(shared_server: ThreadServer) -> None:

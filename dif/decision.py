@@ -1,0 +1,195 @@
+"""The decision rule: a fingerprint's statistic -> p-value -> verdict, at a stated false-positive rate.
+
+Why a p-value and not a fitted posterior: what costs the users of this detector is calling a
+real photo fake, so the one number that must hold is the false-positive rate on real photos.
+The per-generator statistic (``z``: the zero-shift correlation over this image's own
+correlation noise level, see ``dif.scoring``) follows a standard normal on real photos that a
+fingerprint never saw, PNG and JPEG alike (measured in docs/accuracy.md). So, as in camera
+identification (PRNU), the rule is a threshold on a statistic with a known null:
+
+- ``p_value``: the chance that a real photo scores at least this high against this generator,
+  ``1 - Phi(sign * stat / scale) ** searched``. ``scale >= 1`` is a tail correction fitted on
+  held-out real photos at training time (never tighter than the theory); ``searched`` is the
+  number of shifts a shift-searching statistic took the best of (the maximum of many noisy
+  correlations is larger than one: Sidak correction).
+- Family-wise control: with G generators loaded each is tested at ``rate / G`` (Bonferroni),
+  so the chance that a real photo is called fake *by the whole set* stays at most ``rate``
+  however many generators are added.
+- ``score`` in [0, 1]: ``log(p_adj) / (2 log(rate))`` clipped, with ``p_adj = min(1, G p)``.
+  0 = no evidence, exactly 0.5 at the operating point (``score >= 0.5`` <=> ``fake``), 1 at a
+  family-wise p-value of ``rate**2`` or smaller. It ranks evidence; it is not a probability.
+- ``verdict``: ``fake`` (some generator passes at ``rate``), ``inconclusive`` (the best one
+  passes only at the looser ``inconclusive_rate``: worth a human look), else ``real`` (not made
+  by any loaded generator, as far as the fingerprints can tell).
+- ``top``: the generator blamed, only when its evidence beats every other's by a margin.
+  Related generators (a fine-tune and its parent, MidJourney and Stable Diffusion sharing a
+  decoder) leave related fingerprints, so a fake of one also raises the other's statistic,
+  sometimes higher. When another generator's evidence is within ``AMBIGUITY_MARGIN`` of the
+  strongest, ``top`` is None and ``candidates`` lists them: "fake, made by one of these".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from dif.errors import InvalidRate
+
+DEFAULT_RATE = 0.01
+DEFAULT_INCONCLUSIVE_RATE = 0.05
+# Below 1e-4 the Gaussian tail is extrapolated far past anything measured on real photos;
+# above 0.2 a "fake" is closer to a coin flip than to evidence.
+MIN_RATE, MAX_RATE = 1e-4, 0.2
+# The rates every accuracy figure is published at (TPR at FPR 1 % and 5 %).
+REPORTED_RATES = (0.01, 0.05)
+VERDICTS = ("fake", "inconclusive", "real")
+# In N(0, 1) units of each generator's own null: a one-sided 5 % test (1.645) of the difference
+# of two unit-variance statistics (sd sqrt(2) when independent; related ones differ less, so
+# this is the cautious side). Below it the data cannot say which of the two made the image.
+AMBIGUITY_MARGIN = 1.645 * math.sqrt(2.0)
+
+
+def check_rate(rate: float, what: str = "false-positive rate") -> float:
+    """``rate`` as a float within the supported range, or InvalidRate saying what is allowed."""
+    try:
+        value = float(rate)
+    except (TypeError, ValueError):
+        raise InvalidRate(f"{what} must be a number between {MIN_RATE:g} and {MAX_RATE:g}, not {rate!r}") from None
+    if not MIN_RATE <= value <= MAX_RATE:  # also refuses NaN
+        raise InvalidRate(f"{what} must be between {MIN_RATE:g} and {MAX_RATE:g} (e.g. 0.01 for 1 %), not {rate!r}")
+    return value
+
+
+def rate_key(rate: float) -> str:
+    """JSON key of a rate: ``0.01 -> "0.01"``."""
+    return f"{rate:g}"
+
+
+@dataclass(frozen=True)
+class NullModel:
+    """How one fingerprint's statistic is distributed on real photos it never saw."""
+
+    scale: float = 1.0  # real photos' sign * statistic / scale ~ N(0, 1); >= 1
+    sign: float = 1.0  # +1 when fakes correlate positively with the fingerprint
+    method: str = "gaussian"  # "gaussian" (theory) or "gaussian+tail" (scale fitted on held-out reals)
+    n_reals: int = 0  # held-out real photos the scale was checked on
+    observed_sd: float | None = None  # their standard deviation in statistic units
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NullModel:
+        scale, sign = float(data.get("scale", 1.0)), float(data.get("sign", 1.0))
+        if not (math.isfinite(scale) and scale >= 1.0) or sign not in (1.0, -1.0):
+            raise ValueError(f"null model needs a finite scale >= 1 and a sign of +1 or -1, got {scale}, {sign}")
+        observed = data.get("observed_sd")
+        return cls(scale=scale, sign=sign, method=str(data.get("method", "gaussian")),
+                   n_reals=int(data.get("n_reals", 0)), observed_sd=None if observed is None else float(observed))
+
+
+def fit_null(real_statistic: torch.Tensor, sign: float = 1.0) -> NullModel:
+    """Tail correction from held-out real photos' statistic: widen the null when they spread more.
+
+    Never narrower than N(0, 1): a handful of photos can look tighter than the truth by
+    chance, and a too-narrow null is exactly what would call real photos fake.
+    """
+    values = real_statistic.double().flatten() * sign
+    values = values[torch.isfinite(values)]
+    if values.numel() < 2:
+        return NullModel(sign=sign)
+    # Only the upper tail can call a real photo fake, so the spread is read from it: for N(0, s)
+    # the mean of max(x, 0)^2 is s^2 / 2. Measured about zero, not the mean, so a real class
+    # that sits above zero widens the null too, while one below zero (fingerprints are fake
+    # minus real residuals, so reals often anti-correlate) does not make it narrower than theory.
+    spread = float((values.clamp_min(0.0).square().mean() * 2.0).sqrt())
+    return NullModel(scale=max(1.0, spread), sign=sign, method="gaussian+tail", n_reals=int(values.numel()),
+                     observed_sd=round(spread, 4))
+
+
+def p_values(statistic: torch.Tensor, sign: torch.Tensor, scale: torch.Tensor, searched: torch.Tensor
+             ) -> torch.Tensor:
+    """Per (image, generator) p-values ``[N, G]`` under each generator's null, in float64.
+
+    ``1 - Phi(x) ** searched`` through ``log_ndtr`` so that p-values of 1e-30 are exact
+    rather than rounded to 0. A NaN statistic (nothing to correlate) gets p = 1.
+    """
+    x = statistic.double() * sign.double() / scale.double()
+    p = -torch.expm1(searched.double() * torch.special.log_ndtr(x))
+    return torch.where(torch.isnan(p), torch.ones_like(p), p).clamp_(0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """The false-positive rate a decision is taken at, for the whole loaded set."""
+
+    rate: float = DEFAULT_RATE
+    inconclusive_rate: float = DEFAULT_INCONCLUSIVE_RATE
+
+    def __post_init__(self) -> None:
+        check_rate(self.rate)
+        check_rate(self.inconclusive_rate, "inconclusive rate")
+
+
+@dataclass(frozen=True)
+class Decisions:
+    """Every decision of a batch, ``[N, G]`` per generator and ``[N]`` per image."""
+
+    p_value: torch.Tensor  # raw per-generator p-value
+    adjusted: torch.Tensor  # min(1, G p): family-wise
+    fake: torch.Tensor  # bool [N, G]
+    score: torch.Tensor  # [N, G] in [0, 1]
+    family_p: torch.Tensor  # [N]: smallest adjusted p-value
+    verdict: list[str]
+    top: list[int | None]  # generator index of the one blamed, or None (nothing passes, or ambiguous)
+    candidates: list[list[int]]  # of a fake: the generators within the margin of the strongest, strongest first
+
+
+def evidence_units(p: torch.Tensor) -> torch.Tensor:
+    """p-values back to one-sided N(0, 1) units, comparable across generators and shift windows."""
+    return -torch.special.ndtri(p.double().clamp(1e-300, 1.0))
+
+
+def decide(p: torch.Tensor, points: Sequence[OperatingPoint]) -> Decisions:
+    """Decisions for ``p`` ``[N, G]`` with one operating point per image."""
+    count, generators = p.shape
+    if len(points) != count:
+        raise ValueError(f"{count} images but {len(points)} operating points")
+    rate = torch.tensor([pt.rate for pt in points], dtype=torch.float64)[:, None]
+    loose = torch.tensor([pt.inconclusive_rate for pt in points], dtype=torch.float64)
+    adjusted = (p.double() * max(generators, 1)).clamp(max=1.0)
+    fake = adjusted <= rate
+    # log(p_adj) / (2 log rate): both logs negative (or 0), so the ratio is >= 0. The clamps keep
+    # score >= 0.5 and fake in step where rounding would split them (0.4999 survives float32).
+    score = (torch.log(adjusted.clamp_min(1e-300)) / (2.0 * torch.log(rate))).abs().clamp(0.0, 1.0)  # no -0.0
+    score = torch.where(fake, score.clamp_min(0.5), score.clamp_max(0.4999))
+    if generators:
+        family_p, best = adjusted.min(dim=1)
+    else:
+        family_p, best = torch.ones(count, dtype=torch.float64), torch.zeros(count, dtype=torch.long)
+    passed = family_p <= rate[:, 0]
+    verdict = ["fake" if ok else "inconclusive" if fp <= lo else "real"
+               for ok, fp, lo in zip(passed.tolist(), family_p.tolist(), loose.tolist(), strict=True)]
+    units = evidence_units(p)
+    candidates = [_candidates(row) if ok else [] for ok, row in zip(passed.tolist(), units, strict=True)]
+    top = [c[0] if len(c) == 1 else None for c in candidates]
+    return Decisions(p_value=p.double(), adjusted=adjusted, fake=fake, score=score.float(), family_p=family_p,
+                     verdict=verdict, top=top, candidates=candidates)
+
+
+def _candidates(units: torch.Tensor) -> list[int]:
+    """Generators whose evidence is within the margin of the strongest one's, strongest first."""
+    order = torch.argsort(units, descending=True, stable=True).tolist()
+    best = float(units[order[0]])
+    return [g for g in order if best - float(units[g]) < AMBIGUITY_MARGIN]
+
+
+def detection_rate(p: torch.Tensor, rate: float, family_size: int) -> float:
+    """Fraction of ``p`` that the service's rule calls fake at ``rate`` with ``family_size`` generators."""
+    if p.numel() == 0:
+        return float("nan")
+    return float((p.double() * family_size <= rate).double().mean())

@@ -15,10 +15,9 @@ from typing import TYPE_CHECKING, Any
 from dif.errors import ArtifactError
 
 if TYPE_CHECKING:
-    import numpy as np
 
     from dif.artifact import Fingerprint
-    from dif.lineage import LineageConfig, LineageMatrix
+    from dif.lineage import LineageConfig
 
 # dif.lineage.LineageConfig's defaults, here so that building the parser needs no torch
 # (tests/core/test_cli.py checks they are the same).
@@ -98,18 +97,9 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     return 0
 
 
-def similarity_array(result: LineageMatrix) -> np.ndarray:
-    """Similarities as a float array, NaN on the diagonal (a fingerprint is not compared with itself)."""
-    import numpy as np
-
-    return np.array([[np.nan if v is None else v for v in row] for row in result.values()], dtype=float)
-
-
 def cmd_lineage_matrix(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from dif.lineage import Population, matrix
-    from dif.render import heatmap_image, save_png
+    from dif.render import lineage_heatmap, save_png
 
     fingerprints = unique(expand(args.fp_dirs))
     started = time.perf_counter()
@@ -117,12 +107,7 @@ def cmd_lineage_matrix(args: argparse.Namespace) -> int:
     result = matrix(fingerprints, population)
     seconds = time.perf_counter() - started
     if args.png:
-        values = similarity_array(result)
-        related = np.array([[bool(v) for v in row] for row in result.values("related")])
-        title = (f"lineage similarity (z; framed = related, >= {population.config.threshold:.2f}; "
-                 f"max shift {population.config.max_shift})")
-        save_png(heatmap_image(values, result.names, cell=56, title=title, outline=related, missing="-"),
-                 args.png)
+        save_png(lineage_heatmap(result, population.config), args.png)
     if args.json:
         print(json.dumps({**result.to_dict(), "null": population.null.to_dict(),
                           "seconds": round(seconds, 3)}, sort_keys=True))
@@ -173,9 +158,13 @@ def cmd_cross_detect(args: argparse.Namespace) -> int:
         rows.append({"fingerprint": fp.name, "results": row})
     values = np.array([[r[args.metric] for r in row["results"]] for row in rows], dtype=float)
     if args.png:
-        title = f"cross-detection: {args.metric} of each fingerprint (rows) on each generator's images (columns)"
-        save_png(heatmap_image(values, [r["fingerprint"] for r in rows], cell=56, title=title,
-                               col_labels=[f.name for f in folders]), args.png)
+        title = f"Cross-detection: {args.metric} of each fingerprint on each generator's labelled images"
+        save_png(heatmap_image(values, [r["fingerprint"] for r in rows], title=title,
+                               col_labels=[f.name for f in folders], value_label=args.metric,
+                               row_title="fingerprint", col_title="images of",
+                               caption="The diagonal is each fingerprint on its own generator; a high value "
+                                       "off it means the fingerprint also flags another generator's images."),
+                 args.png)
     if args.json:
         print(json.dumps({"metric": args.metric, "data": [f.name for f in folders], "rows": rows}, sort_keys=True))
     else:

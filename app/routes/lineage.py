@@ -13,7 +13,6 @@ import asyncio
 import threading
 import weakref
 
-import numpy as np
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
@@ -28,7 +27,7 @@ from app.schemas import Shift, error_responses
 from dif.archive import fingerprint_from_archive, parse_upload
 from dif.artifact import Fingerprint
 from dif.lineage import STATISTIC, LineageMatrix, Population, compare, matrix
-from dif.render import heatmap_image, png_bytes
+from dif.render import lineage_heatmap, png_bytes
 
 router = APIRouter(prefix="/lineage", tags=["lineage"],
                    dependencies=[Depends(require_api_key), Depends(require_ready)])
@@ -109,12 +108,7 @@ def matrix_of(model: ModelSet) -> tuple[LineageMatrix, bytes]:
     with _build_lock:
         if model not in _matrices:
             result = matrix(model.fingerprints, population)
-            values = [[float("nan") if v is None else v for v in row] for row in result.values()]
-            related = [[bool(v) for v in row] for row in result.values("related")]
-            title = f"lineage similarity (z; framed = related, >= {population.config.threshold:.2f})"
-            image = heatmap_image(np.array(values), result.names, cell=56, title=title,
-                                  outline=np.array(related), missing="-")
-            _matrices[model] = (result, png_bytes(image))
+            _matrices[model] = (result, png_bytes(lineage_heatmap(result, population.config)))
         return _matrices[model]
 
 

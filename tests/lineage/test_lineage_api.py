@@ -16,12 +16,16 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import save
 
 from dif.artifact import METADATA_FILE, WEIGHTS_FILE, Fingerprint, load_fingerprint, save_fingerprint
 from dif.calibration import Calibration
+from dif.cli import main
 from dif.extractors import create
 from tests.service.support import ThreadServer, make_settings
+
+from .render_checks import colour_scale_length
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +90,6 @@ def test_two_loaded_generators_by_name(server: ThreadServer) -> None:
 
 
 def test_same_answer_as_the_cli(server: ThreadServer, reference_artifacts: Path, capsys) -> None:
-    from dif.cli import main
-
     assert main(["lineage", str(reference_artifacts / "mj"), str(reference_artifacts / "sd14"), "--json"]) == 0
     cli = json.loads(capsys.readouterr().out)
     api = post(server, json={"a": "mj", "b": "sd14"}).json()
@@ -222,9 +224,26 @@ def test_matrix_as_json_and_png(server: ThreadServer) -> None:
     png = httpx.get(f"{server.url}/lineage/matrix", headers={"Accept": "image/png"}, timeout=60)
     assert png.status_code == 200 and png.headers["content-type"] == "image/png"
     assert png.content[:8] == b"\x89PNG\r\n\x1a\n"
+    assert colour_scale_length(Image.open(io.BytesIO(png.content)), "RdBu_r") >= 150
     prefers_json = httpx.get(f"{server.url}/lineage/matrix",
                              headers={"Accept": "application/json, image/png;q=0.5"}, timeout=60)
     assert prefers_json.headers["content-type"].startswith("application/json")
+
+
+def test_matrix_png_is_the_cli_one(server: ThreadServer, reference_artifacts: Path, tmp_path: Path, capsys) -> None:
+    """One drawing for both: `dif lineage-matrix --png` of the served set gives the same picture."""
+    png = httpx.get(f"{server.url}/lineage/matrix", headers={"Accept": "image/png"}, timeout=60).content
+    assert main(["lineage-matrix", str(reference_artifacts), "--png", str(tmp_path / "m.png")]) == 0
+    capsys.readouterr()
+    with Image.open(io.BytesIO(png)) as served, Image.open(tmp_path / "m.png") as written:
+        assert served.size == written.size and served.tobytes() == written.tobytes()
+
+
+@pytest.mark.parametrize(("kind", "cmap"), [("fingerprint", "RdBu_r"), ("spectrum", "magma")])
+def test_generator_pngs_have_a_colour_scale(server: ThreadServer, kind: str, cmap: str) -> None:
+    response = httpx.get(f"{server.url}/generators/mj/{kind}.png", timeout=60)
+    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+    assert colour_scale_length(Image.open(io.BytesIO(response.content)), cmap) >= 150
 
 
 # --- small sets and authentication ---------------------------------------------------------------

@@ -120,7 +120,8 @@ def p_values(statistic: torch.Tensor, sign: torch.Tensor, scale: torch.Tensor, s
     """
     x = statistic.double() * sign.double() / scale.double()
     p = -torch.expm1(searched.double() * torch.special.log_ndtr(x))
-    return torch.where(torch.isnan(p), torch.ones_like(p), p).clamp_(0.0, 1.0)
+    # Floored at 1e-300 rather than 0: "smaller than any double", never "impossible for a real photo".
+    return torch.where(torch.isnan(p), torch.ones_like(p), p).clamp_(1e-300, 1.0)
 
 
 @dataclass(frozen=True)

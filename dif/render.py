@@ -142,7 +142,7 @@ def _scale(matrix: np.ndarray, center: float | None, marks: list[float]) -> tupl
     lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
     lo, hi = min([lo, *marks]), max([hi, *marks])
     if center is not None:  # linear, equal steps up (red) and down (blue), white at the centre
-        half = max(hi - center, center - lo, 1e-9)
+        half = 1.05 * max(hi - center, center - lo, 1e-9)  # headroom: a mark at the extreme stays visible
         return Normalize(vmin=center - half, vmax=center + half), "RdBu_r"
     return Normalize(vmin=lo, vmax=hi if hi > lo else lo + 1), "viridis"
 

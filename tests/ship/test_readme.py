@@ -74,3 +74,15 @@ def test_ci_fails_without_the_shared_data(tmp_path: Path) -> None:
     result = run(["bash", str(clone / ".ci" / "run")], timeout=30)
     assert result.returncode != 0
     assert "../shared/data/ltim is missing" in result.stderr
+
+
+def test_the_lineage_upload_layout_is_what_the_archive_reader_accepts() -> None:
+    from dif.archive import IGNORED, MAX_MEMBERS, REQUIRED
+
+    section = README.split("### What goes in `my-generator.zip`", 1)[1].split("\n## ", 1)[0]
+    for name in (*REQUIRED, *IGNORED):
+        assert name in section, f"{name} is missing from the upload layout"
+    assert f"more than {MAX_MEMBERS} entries" in section
+    for archive in ("zip -r my-generator.zip my-generator", "tar czf ../my-generator.tar.gz ."):
+        assert archive in section  # both run end to end in tests/lineage/test_lineage_api.py
+

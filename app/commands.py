@@ -1,16 +1,22 @@
-"""``dif serve``: run the service under uvicorn, draining gracefully on SIGTERM (parser: ``app.cli``)."""
+"""``dif serve``: run the service under uvicorn, draining gracefully on SIGTERM.
+
+The command's parser and handler live in ``app.cli`` (light, so help needs no torch); the
+handler is re-exported here, where callers have always found it.
+"""
 
 from __future__ import annotations
 
-import argparse
 import logging
 from types import FrameType
 
 import uvicorn
 
+from app.cli import cmd_serve
 from app.main import create_app
 from app.service import Service
 from app.settings import Settings
+
+__all__ = ["STARTUP_FAILED", "GracefulServer", "build_server", "cmd_serve", "serve"]
 
 STARTUP_FAILED = 3
 
@@ -46,8 +52,3 @@ def serve(settings: Settings) -> int:
     server = build_server(settings)
     server.run()
     return 0 if server.started else STARTUP_FAILED
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    overrides = {key: value for key, value in (("host", args.host), ("port", args.port)) if value is not None}
-    return serve(Settings(**overrides))

@@ -5,7 +5,7 @@ sub-parser sets ``func(args) -> int``. ``DifError`` and ``ValueError`` become a
 one-line message and exit code 2.
 
 Help must not wait for torch: a command module imports only what its parser needs
-and its handlers import the heavy code (``lazy``). ``COMMAND_MODULES`` also names the
+and its handlers import the heavy code when they run. ``COMMAND_MODULES`` also names the
 commands each module registers, so ``dif serve ...`` imports only the module of
 ``serve``; anything else (``dif --help``, an unknown command) imports them all.
 """
@@ -16,7 +16,7 @@ import argparse
 import importlib
 import sys
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from dif import __version__
@@ -29,7 +29,6 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "training.import_commands": ("import-reference",),
     "training.lineage_commands": ("lineage", "lineage-matrix", "cross-detect"),
 }
-Handler = Callable[[argparse.Namespace], int]
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -64,17 +63,6 @@ class _Commands(argparse._SubParsersAction):
             kwargs["description"] = first + (f"\n\n{own}" if own else "")
         kwargs.setdefault("formatter_class", HelpFormatter)
         return super().add_parser(name, **kwargs)
-
-
-def lazy(module: str, function: str) -> Handler:
-    """A handler that imports ``module`` only when its command runs (so help stays fast)."""
-
-    def run(args: argparse.Namespace) -> int:
-        handler: Handler = getattr(importlib.import_module(module), function)
-        return handler(args)
-
-    run.__name__ = run.__qualname__ = function
-    return run
 
 
 def _modules_for(argv: Sequence[str]) -> list[str]:

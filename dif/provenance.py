@@ -187,7 +187,22 @@ def c2pa_version() -> str | None:
 
 
 def check_trust_anchors(pem: str) -> None:
-    """Raise ValueError if the C2PA library refuses this PEM bundle (check it once, at start-up)."""
+    """Raise ValueError if this PEM bundle holds no usable certificate (check it once, at start-up).
+
+    c2pa alone accepts an empty bundle, a key, or a CERTIFICATE block whose contents are not a
+    certificate, and then trusts nobody: an operator who configured anchors would never learn
+    that none took effect. So every CERTIFICATE block must parse, and there must be one.
+    """
+    # cryptography comes with c2pa-python (its dependency); imported here, as only start-up needs it.
+    from cryptography import x509
+
+    try:
+        certificates = x509.load_pem_x509_certificates(pem.encode("ascii", errors="replace"))
+    except ValueError as exc:
+        first = str(exc).split(". ", 1)[0]
+        raise ValueError(f"trust anchors refused: no PEM certificate could be read ({_clean(first)})") from exc
+    if not certificates:
+        raise ValueError("trust anchors refused: no PEM certificate in the bundle")
     module = _c2pa()
     if module is None:
         raise ValueError("the c2pa bindings cannot be loaded")

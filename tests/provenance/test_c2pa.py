@@ -208,3 +208,19 @@ def test_without_a_software_agent_the_claim_generator_is_named(signing_ca: Signi
     found = read_provenance(sign(signing_ca, image_bytes("PNG"), "image/png", manifest(AI)))
     assert found.c2pa.actions[0].software_agent is None
     assert (found.declared_ai, found.declared_generator) == (True, "DIF provenance tests 1.0")
+
+
+@pytest.mark.parametrize("bundle", [
+    "",
+    "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\n-----END PRIVATE KEY-----\n",
+], ids=["empty", "broken-certificate", "key-only"])
+def test_a_bundle_without_a_usable_certificate_is_refused(bundle: str) -> None:
+    # c2pa itself accepts each of these and then trusts nobody: an operator would never know.
+    with pytest.raises(ValueError, match="trust anchors refused: no PEM certificate"):
+        provenance.check_trust_anchors(bundle)
+
+
+def test_the_signing_ca_bundle_is_accepted(signing_ca: SigningCA) -> None:
+    provenance.check_trust_anchors(signing_ca.ca_pem)
+    provenance.check_trust_anchors(signing_ca.ca_pem + make_ca("Other").ca_pem)

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import torch
 
-from dif.artifact import Fingerprint, load_all
+from dif.artifact import Fingerprint
 from dif.decision import OperatingPoint
 from dif.detector import Detector, ImageVerdict, Prepared
 from dif.errors import ArtifactError
-from dif.extractors import create
+from dif.fingerprint_set import load_fingerprint_set
 from dif.images import decode_image
 from dif.render import fingerprint_image, png_bytes, spectrum_image
 
@@ -71,23 +71,9 @@ class ModelSet:
 def load_model_set(root: Path, extractor_dir: Path | None, device: torch.device, version: int,
                    precision: str = "fp32") -> ModelSet:
     """Load and validate every artifact under ``root`` onto ``device`` (blocking: call from a thread)."""
-    fingerprints = load_all(root)
-    if not fingerprints:
-        raise ArtifactError(f"no fingerprint artifacts in {root}; set DIF_FINGERPRINTS_DIR to a folder of "
-                            "artifacts (one sub-folder per generator, made by `dif train`)")
-    keys = sorted({fp.extractor_key for fp in fingerprints})
-    if len(keys) != 1:
-        by_key = {k: [fp.name for fp in fingerprints if fp.extractor_key == k] for k in keys}
-        raise ArtifactError(f"{root}: fingerprints were made with different residual extractors {by_key}; "
-                            "one set must share one extractor, serve the others from another folder")
-    extractor = create(keys[0], extractor_dir)
-    digest = extractor.describe()["digest"]
-    stale = [fp.name for fp in fingerprints if fp.extractor.get("digest") not in (None, digest)]
-    if stale:
-        raise ArtifactError(f"{', '.join(stale)}: made with other weights of extractor {keys[0]} than the ones "
-                            f"loaded (digest {str(digest)[:12]}); check DIF_EXTRACTOR_DIR")
-    detector = Detector(fingerprints, extractor, device, precision=precision)
-    return ModelSet(detector=detector, extractor_key=keys[0], version=version, source=Path(root))
+    loaded = load_fingerprint_set(root, extractor_dir)
+    detector = Detector(loaded.fingerprints, loaded.extractor, device, precision=precision)
+    return ModelSet(detector=detector, extractor_key=loaded.extractor_key, version=version, source=Path(root))
 
 
 @dataclass(frozen=True)

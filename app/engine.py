@@ -21,6 +21,7 @@ from dif.detector import Detector, ImageVerdict, Prepared
 from dif.errors import ArtifactError
 from dif.fingerprint_set import load_fingerprint_set
 from dif.images import decode_image
+from dif.provenance import Provenance, read_provenance
 from dif.render import fingerprint_image, png_bytes, spectrum_image
 
 log = logging.getLogger("app.engine")
@@ -86,6 +87,8 @@ class PreparedImage:
     decode_wait_s: float  # waiting for a free decode thread
     decode_s: float
     crop_s: float
+    provenance: Provenance | None = None  # None when DIF_PROVENANCE is off
+    provenance_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -100,8 +103,10 @@ class Engine:
     """Holds the current ``ModelSet``; prepares uploads and runs forward passes."""
 
     def __init__(self, fingerprints_dir: Path, extractor_dir: Path | None, device: torch.device, max_pixels: int,
-                 precision: str = "fp32"):
+                 precision: str = "fp32", provenance: bool = True, trust_anchors: str | None = None):
         self.precision = precision
+        self.provenance = provenance
+        self.trust_anchors = trust_anchors  # PEM bundle, checked at start-up
         self.fingerprints_dir = fingerprints_dir
         self.extractor_dir = extractor_dir
         self.device = device
@@ -133,14 +138,27 @@ class Engine:
         # One reference assignment: readers see the old set or the new one, never a mix.
         self._current = model
 
-    def prepare(self, data: bytes, submitted_at: float, point: OperatingPoint) -> PreparedImage:
-        """Decode and cut crops (blocking CPU work for the decode pool; ``submitted_at`` is perf_counter)."""
+    def prepare(self, data: bytes, submitted_at: float, point: OperatingPoint,
+                filename: str | None = None) -> PreparedImage:
+        """Decode, read provenance, cut crops (blocking CPU work for the decode pool; ``submitted_at`` is
+        perf_counter). ``filename`` only hints the container to the provenance reader."""
         model = self.current
         t0 = time.perf_counter()
         image = decode_image(data, self.max_pixels)
         t1 = time.perf_counter()
+        provenance, provenance_s = self._read_provenance(data, filename)
+        t2 = time.perf_counter()
         prepared = model.detector.prepare(image)
-        return PreparedImage(model, prepared, point, t0 - submitted_at, t1 - t0, time.perf_counter() - t1)
+        return PreparedImage(model, prepared, point, t0 - submitted_at, t1 - t0, time.perf_counter() - t2,
+                             provenance, provenance_s)
+
+    def _read_provenance(self, data: bytes, filename: str | None) -> tuple[Provenance | None, float]:
+        # Called after decoding, so an upload refused there costs nothing more. Never raises on any bytes.
+        if not self.provenance:
+            return None, 0.0
+        started = time.perf_counter()
+        found = read_provenance(data, filename=filename, trust_anchors=self.trust_anchors)
+        return found, time.perf_counter() - started
 
     def run_batch(self, items: list[PreparedImage]) -> list[ImageScores]:
         """Score a batch (blocking, inference thread). Images cut for different sets are scored by their own."""

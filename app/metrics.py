@@ -1,7 +1,8 @@
 """Prometheus metrics, one registry per app so several apps (tests) never share series.
 
 Label values are bounded: routes are templates (``/generators/{name}``, or
-``unmatched``), generators are the loaded set, reasons are error codes.
+``unmatched``), generators are the loaded set, reasons are error codes, provenance
+findings are closed sets (never a name read from an upload's metadata).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from prometheus_client import (
     generate_latest,
 )
 
+from dif.provenance import Provenance
+
 # `_created` series double the exposition size and no dashboard uses them.
 disable_created_metrics()
 
@@ -25,6 +28,8 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 FAST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+DECLARATION_SOURCES = ("c2pa", "xmp", "png", "exif")
+PROVENANCE_PARTS = ("c2pa", "metadata")
 
 
 class Metrics:
@@ -66,9 +71,41 @@ class Metrics:
         self.worker_restarts = Counter("dif_batcher_restarts", "Times the batcher worker crashed and was "
                                        "restarted.", registry=r)
         self.reloads = Counter("dif_reloads", "Fingerprint set reloads.", ["result"], registry=r)
+        # Provenance labels are closed sets: never a generator, signer or claim generator name
+        # (attacker-written strings would multiply the series without bound).
+        self.provenance_images = Counter(
+            "dif_provenance_images", "Images whose declared provenance was read, by C2PA manifest state, signer "
+            "trust and whether anything declares them AI-generated.", ["c2pa", "trust", "declared_ai"], registry=r)
+        self.provenance_declared = Counter(
+            "dif_provenance_declared", "Images declared AI-generated, by where the declaration was read and whether "
+            "a valid C2PA manifest carries it.", ["source", "validated"], registry=r)
+        self.provenance_decisive = Counter(
+            "dif_provenance_decisive", "Images a valid C2PA AI declaration by a trusted signer made fake, by what "
+            "the fingerprints alone said.", ["fingerprint_verdict"], registry=r)
+        self.provenance_errors = Counter(
+            "dif_provenance_errors", "Provenance readings that ended in an error finding (hostile or broken "
+            "files).", ["part"], registry=r)
+        # Zero series from the start, so a rate over them reads 0 (not "no data") until the first one.
+        for verdict in ("fake", "inconclusive", "real"):
+            self.provenance_decisive.labels(fingerprint_verdict=verdict)
+        for part in PROVENANCE_PARTS:
+            self.provenance_errors.labels(part=part)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+    def observe_provenance(self, found: Provenance) -> None:
+        """Count one image's provenance reading (the decisive count waits for its verdict)."""
+        c2pa = found.c2pa
+        self.provenance_images.labels(c2pa=c2pa.state, trust=c2pa.trust or "none",
+                                      declared_ai=_flag(found.declared_ai)).inc()
+        if found.declared_ai:
+            source = found.declared_by if found.declared_by in DECLARATION_SOURCES else "other"
+            self.provenance_declared.labels(source=source, validated=_flag(found.validated)).inc()
+        if c2pa.state == "invalid" and c2pa.error:
+            self.provenance_errors.labels(part="c2pa").inc()
+        if found.metadata.error:
+            self.provenance_errors.labels(part="metadata").inc()
 
     def set_generators(self, names: list[str], extractor: str, crop_size: int) -> None:
         # Old series are cleared so a reload that drops a generator stops reporting it.
@@ -76,3 +113,7 @@ class Metrics:
         for name in names:
             self.generator_info.labels(generator=name, extractor=extractor, crop_size=str(crop_size)).set(1)
         self.generators_loaded.set(len(names))
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"

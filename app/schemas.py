@@ -6,6 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, WithJsonSchema
 
+from dif.provenance import C2paState, Trust
+
 # (dy, dx). Documented as a two-integer array rather than the 3.1 `prefixItems` pydantic
 # writes for a tuple: many OpenAPI tools (client generators, schemathesis 4.32) reject it.
 Shift = Annotated[tuple[int, int], WithJsonSchema(
@@ -39,9 +41,86 @@ class GeneratorScoreOut(BaseModel):
     pce: float
 
 
+class C2paActionOut(BaseModel):
+    action: str = Field(description="e.g. c2pa.created, c2pa.edited")
+    digital_source_type: str | None = Field(description="IPTC code, e.g. trainedAlgorithmicMedia, digitalCapture")
+    software_agent: str | None = Field(description="the tool the action names (as the manifest states it)")
+
+
+class C2paIngredientOut(BaseModel):
+    title: str | None
+    format: str | None
+    relationship: str | None
+    depth: int = Field(description="1: ingredient of the active manifest, 2: of that ingredient, ...")
+    has_manifest: bool = Field(description="its own manifest is in the store (and was validated with it)")
+    digital_source_types: list[str]
+
+
+class C2paSignerOut(BaseModel):
+    issuer: str | None = Field(description="organisation in the signing certificate's subject (not the CA)")
+    common_name: str | None
+    time: str | None = Field(description="signing time, when the manifest carries a timestamp")
+
+
+class C2paOut(BaseModel):
+    state: C2paState = Field(
+        description="absent: no manifest (proves nothing: a re-save strips it); valid: signature and every hash, "
+                    "the pixels' included, check out; invalid: present but not validated (see validation_codes, "
+                    "error), its claims are reported but never as validated")
+    trust: Trust | None = Field(
+        description="trusted: the signer chains to a DIF_C2PA_TRUST_ANCHORS certificate; untrusted: it does not "
+                    "(anyone can make a certificate); unknown: not evaluated; null when absent")
+    error: str | None = Field(description="why the manifest could not be read or was not parsed")
+    validation_codes: list[str] = Field(description="failure codes as the C2PA specification names them")
+    claim_generator: str | None = Field(description="the application that signed")
+    signer: C2paSignerOut | None
+    digital_source_types: list[str] = Field(description="IPTC codes the active manifest declares")
+    actions: list[C2paActionOut]
+    ingredients: list[C2paIngredientOut] = Field(description="breadth-first, bounded in depth and count")
+    ingredient_count: int = Field(description="direct ingredients of the active manifest, all of them")
+    manifest_bytes: int | None = Field(description="size of the manifest store, measured before parsing")
+
+
+class MetadataOut(BaseModel):
+    """Unsigned metadata: anyone can write, strip or forge it."""
+
+    digital_source_type: str | None = Field(description="XMP Iptc4xmpExt:DigitalSourceType (IPTC code)")
+    creator_tool: str | None = Field(description="XMP xmp:CreatorTool")
+    remote_manifest: str | None = Field(description="XMP dcterms:provenance: a C2PA manifest kept elsewhere, "
+                                                    "never fetched")
+    software: str | None = Field(description="EXIF Software")
+    make: str | None = Field(description="EXIF Make")
+    model: str | None = Field(description="EXIF Model")
+    generator: str | None = Field(description="the generator tool this metadata names, where the format is "
+                                              "unambiguous (e.g. stable-diffusion-webui, comfyui, dall-e)")
+    generator_model: str | None = Field(description="the model it names (e.g. a checkpoint)")
+    generator_source: str | None = Field(description="where it was named, e.g. png:parameters, exif:UserComment")
+    text_keys: list[str] = Field(description="generator-tool PNG text chunks present (contents are not echoed)")
+    error: str | None = Field(description="the header could not be read")
+
+
+class ProvenanceOut(BaseModel):
+    """Declared provenance: C2PA Content Credentials, XMP/IPTC, EXIF, generator PNG text (docs/provenance.md)."""
+
+    c2pa: C2paOut
+    metadata: MetadataOut
+    declared_ai: bool = Field(description="something declares the image AI-generated (a C2PA manifest, valid or "
+                                          "not, XMP DigitalSourceType, or a generator's metadata): a declaration, "
+                                          "not a finding")
+    declared_generator: str | None = Field(description="the generator the declaration names, as written there")
+    declared_by: str | None = Field(description="where the declaration was read: c2pa, xmp, png or exif")
+    validated: bool = Field(description="the declaration comes from a C2PA manifest whose signature and hashes "
+                                        "are valid")
+    trusted: bool = Field(description="validated, and the signer chains to a configured trust anchor")
+    evidence: list[str] = Field(description="what was found and how far it can be trusted, one line each")
+    decisive: bool = Field(description="declared_ai and validated and trusted: the one case that makes the "
+                                       "verdict fake whatever the fingerprints say")
+
+
 class Timings(BaseModel):
     decode_queue_ms: float = Field(description="waiting for a free decode thread")
     decode_ms: float
+    provenance_ms: float = Field(description="reading the declared provenance (0 when DIF_PROVENANCE is off)")
     crop_ms: float
     queue_ms: float
     residual_ms: float = Field(description="residual extraction of the whole batch this image shared")
@@ -52,12 +131,19 @@ class Timings(BaseModel):
 class ImageResult(BaseModel):
     filename: str | None
     verdict: Literal["fake", "inconclusive", "real"] = Field(
-        description="fake: some generator passes at false_positive_rate; inconclusive: the strongest passes only "
-                    "at DIF_INCONCLUSIVE_RATE; real: no loaded generator's fingerprint is found")
-    fake: bool = Field(description="verdict == fake: a real photo gets this with probability at most "
-                                   "false_positive_rate, however many generators are loaded")
+        description="fake: some generator passes at false_positive_rate, or a valid C2PA manifest by a trusted "
+                    "signer declares the image AI-generated (see evidence); inconclusive: the strongest passes only "
+                    "at DIF_INCONCLUSIVE_RATE; real: no loaded generator's fingerprint is found (and no decisive "
+                    "declaration)")
+    fake: bool = Field(description="verdict == fake: on fingerprints alone a real photo gets this with probability "
+                                   "at most false_positive_rate, however many generators are loaded")
+    evidence: Literal["fingerprint", "provenance", "fingerprint+provenance"] | None = Field(
+        description="of a fake: what it rests on. fingerprint: the fingerprints pass at false_positive_rate; "
+                    "provenance: a decisive C2PA declaration (provenance.decisive), the fingerprints alone do not "
+                    "say fake; fingerprint+provenance: both. null when the verdict is not fake")
     top: str | None = Field(description="the generator blamed; null when none passes, or when another generator's "
-                                        "evidence is too close to tell them apart (see candidates)")
+                                        "evidence is too close to tell them apart (see candidates). On a decisive "
+                                        "declaration, the declared generator when it is a loaded one")
     candidates: list[str] = Field(description="of a fake: every generator that may have made it, strongest first "
                                               "(one entry when top is set; related generators share traits)")
     top_score: float | None = Field(description="score of top, or null")
@@ -70,6 +156,9 @@ class ImageResult(BaseModel):
     batch_size: int = Field(description="images in the forward pass that scored this one")
     model_version: int = Field(description="loaded set that scored it (increments on each reload)")
     scores: list[GeneratorScoreOut] = Field(description="one entry per loaded generator")
+    provenance: ProvenanceOut | None = Field(
+        description="declared provenance of the upload; only a decisive one changes the verdict, absent or "
+                    "stripped metadata never lowers it. null when DIF_PROVENANCE is off")
     timings_ms: Timings
 
 

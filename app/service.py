@@ -21,6 +21,7 @@ from app.engine import Engine, ImageScores, ModelSet, PreparedImage, resolve_dev
 from app.metrics import Metrics
 from app.settings import Settings
 from dif.decision import OperatingPoint
+from dif.provenance import c2pa_version
 
 log = logging.getLogger("app.service")
 T = TypeVar("T")
@@ -39,8 +40,11 @@ class Service:
         self.settings = settings
         self.metrics = Metrics()
         self.device = resolve_device(settings.device)
+        # Read and checked here, before the server starts: a bad bundle is a one-line configuration
+        # error (`dif serve: error: DIF_C2PA_TRUST_ANCHORS=...`), like an invalid DIF_* value.
+        self.trust_anchors = settings.trust_anchors_pem()
         self.engine = Engine(settings.fingerprints_dir, settings.extractor_dir, self.device, settings.max_pixels,
-                             settings.precision)
+                             settings.precision, settings.provenance, self.trust_anchors)
         # Threads are started lazily by the pools. One inference thread: batches run one at a
         # time and each uses all of torch's intra-op threads.
         self.decode_pool = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="dif-decode")
@@ -65,9 +69,23 @@ class Service:
         model = await asyncio.to_thread(self.engine.load)
         self.engine.install(model)
         self._publish(model)
+        if self.settings.provenance:
+            await asyncio.to_thread(self._log_provenance)
         self.batcher.start()
         # Warm-up runs after startup so /healthz answers and /readyz says 503 meanwhile.
         self._warmup = asyncio.create_task(self._warm_up(model), name="dif-warmup")
+
+    def _log_provenance(self) -> None:
+        # c2pa_version also loads the native library (~60 ms), which the first upload with a
+        # manifest would otherwise pay for.
+        version = c2pa_version()
+        if version is None:
+            log.warning("provenance: the c2pa bindings cannot be loaded; C2PA manifests are reported "
+                        "invalid, never validated (XMP, EXIF and PNG text are still read)")
+            return
+        anchors = f"trust anchors from {self.settings.c2pa_trust_anchors}" if self.trust_anchors \
+            else "no trust anchors (DIF_C2PA_TRUST_ANCHORS unset): no signer is trusted, no manifest decides a verdict"
+        log.info("provenance: %s; %s", version, anchors)
 
     async def _warm_up(self, model: ModelSet) -> None:
         started = time.perf_counter()
@@ -139,10 +157,12 @@ class Service:
             self.metrics.reloads.labels(result="success").inc()
             return model
 
-    async def prepare(self, data: bytes, point: OperatingPoint) -> PreparedImage:
+    async def prepare(self, data: bytes, point: OperatingPoint, filename: str | None = None) -> PreparedImage:
         loop = asyncio.get_running_loop()
-        item = await loop.run_in_executor(self.decode_pool, self.engine.prepare, data, time.perf_counter(), point)
-        self.batcher.observe_prepare(item.decode_s + item.crop_s)
+        item = await loop.run_in_executor(self.decode_pool, self.engine.prepare, data, time.perf_counter(), point,
+                                          filename)
+        # Provenance is read on the decode threads too, so admission counts it in their cost.
+        self.batcher.observe_prepare(item.decode_s + item.provenance_s + item.crop_s)
         return item
 
     def _publish(self, model: ModelSet) -> None:

@@ -13,6 +13,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from dif.decision import DEFAULT_INCONCLUSIVE_RATE, DEFAULT_RATE, MAX_RATE, MIN_RATE, OperatingPoint
+from dif.provenance import check_trust_anchors
 
 # The embedded fingerprints live beside the packages, not beside the working directory,
 # so `dif serve` finds them wherever it is started from.
@@ -48,6 +49,11 @@ class Settings(BaseSettings):
     false_positive_rate: float = Field(DEFAULT_RATE, ge=MIN_RATE, le=MAX_RATE)
     # Looser rate below which an image that is not `fake` is answered `inconclusive`.
     inconclusive_rate: float = Field(DEFAULT_INCONCLUSIVE_RATE, ge=MIN_RATE, le=MAX_RATE)
+    # Read declared provenance (C2PA, XMP, EXIF, PNG text) of every upload (docs/provenance.md).
+    provenance: bool = True
+    # PEM bundle of CA certificates whose C2PA signers are trusted. Unset: none is, so no
+    # manifest can decide a verdict. Read and checked once, when the service is built.
+    c2pa_trust_anchors: Path | None = None
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -64,10 +70,11 @@ class Settings(BaseSettings):
     def _lower_level(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
-    @field_validator("api_key", mode="before")
+    @field_validator("api_key", "c2pa_trust_anchors", mode="before")
     @classmethod
-    def _empty_key_is_none(cls, value: object) -> object:
-        # An empty DIF_API_KEY= in a compose file means "no key", not "the empty key".
+    def _empty_is_none(cls, value: object) -> object:
+        # An empty DIF_API_KEY= in a compose file means "no key", not "the empty key" (and
+        # an empty DIF_C2PA_TRUST_ANCHORS= "no anchors", not the current directory).
         return None if value == "" else value
 
     @model_validator(mode="after")
@@ -85,3 +92,22 @@ class Settings(BaseSettings):
     @property
     def max_wait_s(self) -> float:
         return self.max_wait_ms / 1000.0
+
+    def trust_anchors_pem(self) -> str | None:
+        """The trust-anchor bundle, read and checked; ValueError (one line, naming the setting) if unusable.
+
+        Checked before the server starts: an unusable bundle must stop the service, not leave
+        every signer silently untrusted (or every manifest invalid) while it serves.
+        """
+        path = self.c2pa_trust_anchors
+        if path is None:
+            return None
+        try:
+            pem = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"DIF_C2PA_TRUST_ANCHORS={path}: cannot read a PEM bundle there: {exc}") from exc
+        try:
+            check_trust_anchors(pem)
+        except ValueError as exc:
+            raise ValueError(f"DIF_C2PA_TRUST_ANCHORS={path}: {exc}") from exc
+        return pem

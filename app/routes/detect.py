@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
@@ -21,12 +22,15 @@ from app.schemas import (
     DetectResponse,
     GeneratorScoreOut,
     ImageResult,
+    ProvenanceOut,
     Timings,
     error_responses,
 )
 from app.service import Service
 from dif.decision import MAX_RATE, MIN_RATE, OperatingPoint, check_rate
+from dif.detector import ImageVerdict
 from dif.errors import DifError, InvalidRate
+from dif.provenance import Provenance
 
 T = TypeVar("T")
 
@@ -154,7 +158,7 @@ async def _score_all(service: Service, uploads: Sequence[Upload], deadline: floa
 
 async def _prepare(service: Service, upload: Upload, point: OperatingPoint) -> PreparedImage:
     try:
-        item = await service.prepare(upload.data, point)
+        item = await service.prepare(upload.data, point, upload.filename)
     except DifError as exc:
         service.metrics.decode_failures.labels(reason=exc.code).inc()
         if upload.filename:
@@ -163,6 +167,9 @@ async def _prepare(service: Service, upload: Upload, point: OperatingPoint) -> P
     service.metrics.preprocess.labels(stage="decode_queue").observe(item.decode_wait_s)
     service.metrics.preprocess.labels(stage="decode").observe(item.decode_s)
     service.metrics.preprocess.labels(stage="crop").observe(item.crop_s)
+    if item.provenance is not None:
+        service.metrics.preprocess.labels(stage="provenance").observe(item.provenance_s)
+        service.metrics.observe_provenance(item.provenance)
     return item
 
 
@@ -183,26 +190,72 @@ async def _before(deadline: float, work: Awaitable[T], service: Service) -> T:
                                "(DIF_REQUEST_TIMEOUT_S); the service is overloaded") from None
 
 
+@dataclass(frozen=True)
+class Decision:
+    """The answer for one image: the fingerprints' verdict, or ``fake`` on a decisive declaration."""
+
+    verdict: str
+    evidence: str | None  # fingerprint | provenance | fingerprint+provenance, for a fake
+    top: str | None
+    candidates: list[str]
+
+    @property
+    def fake(self) -> bool:
+        return self.verdict == "fake"
+
+
+def decide(verdict: ImageVerdict, provenance: Provenance | None) -> Decision:
+    """Only a decisive declaration (AI-generated, C2PA-valid, signer on the operator's trust list) moves a
+    verdict, and only to ``fake``: unsigned or untrusted claims are anyone's to write, and a missing
+    manifest is the normal case for generated images too (docs/provenance.md). Fingerprint scores,
+    p-value and rate stay the fingerprints' own."""
+    by_fingerprint = verdict.verdict == "fake"
+    if provenance is None or not provenance.decisive:
+        return Decision(verdict.verdict, "fingerprint" if by_fingerprint else None, verdict.top, verdict.candidates)
+    evidence = "fingerprint+provenance" if by_fingerprint else "provenance"
+    declared = loaded_generator(provenance.declared_generator, [s.generator for s in verdict.generators])
+    if declared is None:  # a generator this set does not know: the fingerprints' blame stands
+        return Decision("fake", evidence, verdict.top, verdict.candidates)
+    return Decision("fake", evidence, declared, [declared])
+
+
+def loaded_generator(declared: str | None, loaded: list[str]) -> str | None:
+    """The loaded generator a declared name is, compared without case, spaces or punctuation
+    ("DALL-E 2" is ``dalle_2``); None when it is none of them ("DALL-E" alone could be several)."""
+    if not declared:
+        return None
+    key = _name_key(declared)
+    return next((name for name in loaded if key and _name_key(name) == key), None)
+
+
+def _name_key(name: str) -> str:
+    return re.sub(r"[\W_]+", "", name.casefold())
+
+
 def _result(upload: Upload, item: PreparedImage, done: Done[ImageScores], total_ms: float,
             service: Service) -> ImageResult:
     verdict = done.value.verdict
+    decision = decide(verdict, item.provenance)
     for s in verdict.generators:
         service.metrics.detections.labels(generator=s.generator, verdict="fake" if s.fake else "real").inc()
-    service.metrics.images.labels(verdict=verdict.verdict).inc()
+    service.metrics.images.labels(verdict=decision.verdict).inc()
+    if item.provenance is not None and item.provenance.decisive:
+        service.metrics.provenance_decisive.labels(fingerprint_verdict=verdict.verdict).inc()
     timings = Timings(decode_queue_ms=_ms(item.decode_wait_s), decode_ms=_ms(item.decode_s),
-                      crop_ms=_ms(item.crop_s), queue_ms=_ms(done.queue_wait_s),
-                      residual_ms=_ms(done.value.residual_s), scoring_ms=_ms(done.value.scoring_s),
-                      total_ms=total_ms)
-    top = next((s for s in verdict.generators if s.generator == verdict.top), None)
+                      provenance_ms=_ms(item.provenance_s), crop_ms=_ms(item.crop_s),
+                      queue_ms=_ms(done.queue_wait_s), residual_ms=_ms(done.value.residual_s),
+                      scoring_ms=_ms(done.value.scoring_s), total_ms=total_ms)
+    top = next((s for s in verdict.generators if s.generator == decision.top), None)
     return ImageResult(
-        filename=upload.filename, verdict=verdict.verdict, fake=verdict.fake, top=verdict.top,
-        candidates=verdict.candidates,
+        filename=upload.filename, verdict=decision.verdict, fake=decision.fake, evidence=decision.evidence,
+        top=decision.top, candidates=decision.candidates,
         top_score=None if top is None else top.score, p_value=verdict.p_value, false_positive_rate=verdict.rate,
         width=item.prepared.width, height=item.prepared.height, crops=len(item.prepared.positions),
         batch_size=done.batch_size, model_version=done.value.model_version,
         scores=[GeneratorScoreOut(generator=s.generator, p_value=s.p_value, score=s.score, fake=s.fake,
                                   statistic=s.statistic, correlation=s.correlation, z=s.z, peak_z=s.peak_z,
                                   shift=s.shift, pce=s.pce) for s in verdict.generators],
+        provenance=None if item.provenance is None else ProvenanceOut.model_validate(item.provenance.to_dict()),
         timings_ms=timings,
     )
 

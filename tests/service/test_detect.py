@@ -31,8 +31,8 @@ def test_one_file_is_scored_against_every_generator(shared_server: ThreadServer,
     assert (body["width"], body["height"], body["crops"]) == (512, 512, 4)
     assert body["filename"] == "fake.png"
     timings = body["timings_ms"]
-    assert set(timings) == {"decode_queue_ms", "decode_ms", "crop_ms", "queue_ms", "residual_ms", "scoring_ms",
-                            "total_ms"}
+    assert set(timings) == {"decode_queue_ms", "decode_ms", "provenance_ms", "crop_ms", "queue_ms", "residual_ms",
+                            "scoring_ms", "total_ms"}
     assert timings["decode_ms"] > 0 and timings["residual_ms"] > 0 and timings["scoring_ms"] > 0
     assert timings["total_ms"] >= timings["decode_ms"]
     assert body["request_id"] == response.headers["X-Request-ID"]

@@ -1,0 +1,61 @@
+"""Parsers of ``dif detect`` and ``dif scan``. Light on purpose (help never imports torch or ray):
+each handler imports its runner, ``scan.local`` or ``scan.cluster``, when the command runs."""
+
+from __future__ import annotations
+
+import argparse
+
+DEFAULT_FPR = "0.01"  # dif.decision.DEFAULT_RATE, as text: importing dif.decision would load torch
+FINGERPRINTS_HELP = ("folder of artifact folders, one per generator "
+                     "(default: DIF_FINGERPRINTS_DIR, else the embedded set)")
+EXIT_CODES = """\
+exit codes:
+  0  every file was scored
+  1  some files could not be (their rows carry error_code and error)
+  2  usage error: bad option, no such path, no valid fingerprint set"""
+
+DETECT_ABOUT = """\
+Every file named, and every file under a named folder (recursively), gets one row: verdict
+(fake, inconclusive, real), the generator blamed (top) when one clearly stands out, the
+family-wise p-value and each generator's p-value and score, decided exactly as POST /detect
+decides, plus the image's declared provenance (C2PA, IPTC, generator metadata). A file that
+cannot be scored (not an image, corrupt, too small) gets a row with its error; the run goes on."""
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    from scan.local import cmd_detect as detect
+
+    return detect(args)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fingerprints", metavar="DIR", default=None, help=FINGERPRINTS_HELP)
+    p.add_argument("--extractor-dir", metavar="DIR", default=None,
+                   help="weights of a learned residual extractor (dncnn@1) (default: DIF_EXTRACTOR_DIR)")
+    p.add_argument("--fpr", metavar="RATE", default=DEFAULT_FPR,
+                   help="false-positive rate of the whole set: the chance a real photo is called fake")
+    p.add_argument("--batch-size", type=int, default=None, metavar="N",
+                   help="images per forward pass (default: 8 on a CPU, 32 on a GPU)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="bf16 + channels-last for a learned extractor on a GPU (DIF_PRECISION); "
+                        "fixed filters always run fp32")
+    p.add_argument("--max-pixels", type=int, default=40_000_000, metavar="N",
+                   help="larger images are refused from their header (DIF_MAX_PIXELS)")
+    p.add_argument("--trust-anchors", metavar="PEM", default=None,
+                   help="CA certificates whose C2PA signers count as trusted (without: every signer is untrusted)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    detect = sub.add_parser("detect", help="score image files and folders on this machine",
+                            description=DETECT_ABOUT, epilog=EXIT_CODES)
+    detect.add_argument("paths", nargs="+", metavar="PATH", help="image files and folders (recursive)")
+    _common(detect)
+    out = detect.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="one JSON object per image on stdout instead of text")
+    out.add_argument("--csv", metavar="FILE", default=None, help="write the rows as CSV to FILE ('-': stdout)")
+    detect.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="auto: CUDA when available (DIF_DEVICE)")
+    detect.add_argument("--decode-threads", type=int, default=2, metavar="N",
+                        help="threads reading, decoding and cropping files while the model scores")
+    detect.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    detect.set_defaults(func=cmd_detect)

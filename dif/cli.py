@@ -28,7 +28,7 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "app.cli": ("serve",),
     "training.import_commands": ("import-reference",),
     "training.lineage_commands": ("lineage", "lineage-matrix", "cross-detect"),
-    "scan.commands": ("detect",),
+    "scan.commands": ("detect", "scan"),
 }
 
 

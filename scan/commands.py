@@ -21,11 +21,28 @@ family-wise p-value and each generator's p-value and score, decided exactly as P
 decides, plus the image's declared provenance (C2PA, IPTC, generator metadata). A file that
 cannot be scored (not an image, corrupt, too small) gets a row with its error; the run goes on."""
 
+SCAN_ABOUT = """\
+Ray Data lists SOURCE, reads the files and decodes and crops them in CPU tasks; an actor pool
+(one fingerprint set loaded per actor, on a GPU with --num-gpus-per-worker) scores them, and the
+rows (the columns of `dif detect --json`) are written as Parquet files under DEST.
+
+SOURCE: a folder (recursive), a glob, a .txt file of paths or URIs (one a line), or a URI that
+pyarrow reads (s3://bucket/prefix, gs://..., file:///...). Without --ray-address the scan joins
+the cluster RAY_ADDRESS or `ray start` on this machine names, else starts a Ray instance here for
+the run; `--ray-address auto` insists on joining one (as in a KubeRay RayJob), ray://HOST:10001
+reaches a remote one."""
+
 
 def cmd_detect(args: argparse.Namespace) -> int:
     from scan.local import cmd_detect as detect
 
     return detect(args)
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from scan.cluster import cmd_scan as scan
+
+    return scan(args)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -59,3 +76,22 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="threads reading, decoding and cropping files while the model scores")
     detect.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     detect.set_defaults(func=cmd_detect)
+
+    scan = sub.add_parser("scan", help="score a whole collection on a Ray cluster into Parquet",
+                          description=SCAN_ABOUT, epilog=EXIT_CODES)
+    scan.add_argument("sources", nargs="+", metavar="SOURCE",
+                      help="folder, glob, .txt list of paths/URIs, or URI (s3://, gs://, file://)")
+    scan.add_argument("--out", required=True, metavar="DEST", help="folder or URI the Parquet files are written to")
+    _common(scan)
+    scan.add_argument("--ray-address", metavar="ADDR", default=None,
+                      help="auto, or ray://HOST:PORT (default: RAY_ADDRESS, else a cluster already running on "
+                           "this machine, else a Ray started here for this run)")
+    scan.add_argument("--workers", type=int, default=None, metavar="N",
+                      help="scoring actors (default: 1 to one per GPU, or to half the CPUs, as Ray autoscales)")
+    scan.add_argument("--num-gpus-per-worker", type=float, default=0.0, metavar="G",
+                      help="GPUs per scoring actor: 1 for one each, 0.5 for two sharing one, 0 for CPU actors")
+    scan.add_argument("--cpus-per-worker", type=float, default=1.0, metavar="C",
+                      help="CPUs per scoring actor (its torch threads)")
+    scan.add_argument("--resume", action="store_true",
+                      help="skip the files DEST already has a row for (same fingerprint set required)")
+    scan.set_defaults(func=cmd_scan)

@@ -54,7 +54,7 @@ def main() -> None:
     print(f"reals' JPEG quality: median {quality} (min {min(qualities)}, max {max(qualities)}, n={len(qualities)})")
     extractor = create(DEFAULT_EXTRACTOR)
     config = FitConfig(detection=Detection())
-    print(f"| generator | clean acc % (real/fake) | fakes as JPEG q{quality} acc % (real/fake) |")
+    print(f"| generator | clean TPR@1 % / FPR@1 % held-out reals / AUC | fakes as JPEG q{quality}: same |")
     print("|---|---|---|")
     for name in GENERATORS:
         clean, own = generator_cache(name, extractor, config.detection, pool_reals=False)
@@ -62,7 +62,8 @@ def main() -> None:
         results = []
         for test in (clean, fakes_replaced(clean, pert)):
             r = crossval_cache(clean, config, 5, torch.device("cpu"), progress=False, test_cache=test, evaluated=own)
-            results.append(f"{r['accuracy'] * 100:.0f} ({r['accuracy_real'] * 100:.0f}/{r['accuracy_fake'] * 100:.0f})")
+            results.append(f"{r['tpr_at_fpr']['0.01']:.2f} / {r['fpr_heldout_reals']['0.01']:.2f} / "
+                           f"{r['auc_pooled']:.2f}")
         print(f"| {name} | {results[0]} | {results[1]} |", flush=True)
 
 

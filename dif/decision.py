@@ -53,7 +53,7 @@ VERDICTS = ("fake", "inconclusive", "real")
 AMBIGUITY_MARGIN = 1.645 * math.sqrt(2.0)
 
 
-def check_rate(rate: float, what: str = "false-positive rate") -> float:
+def check_rate(rate: float | str, what: str = "false-positive rate") -> float:
     """``rate`` as a float within the supported range, or InvalidRate saying what is allowed."""
     try:
         value = float(rate)
@@ -168,10 +168,7 @@ def decide(p: torch.Tensor, points: Sequence[OperatingPoint]) -> Decisions:
     # score >= 0.5 and fake in step where rounding would split them (0.4999 survives float32).
     score = (torch.log(adjusted.clamp_min(1e-300)) / (2.0 * torch.log(rate))).abs().clamp(0.0, 1.0)  # no -0.0
     score = torch.where(fake, score.clamp_min(0.5), score.clamp_max(0.4999))
-    if generators:
-        family_p, best = adjusted.min(dim=1)
-    else:
-        family_p, best = torch.ones(count, dtype=torch.float64), torch.zeros(count, dtype=torch.long)
+    family_p = adjusted.min(dim=1).values if generators else torch.ones(count, dtype=torch.float64)
     passed = family_p <= rate[:, 0]
     verdict = ["fake" if ok else "inconclusive" if fp <= lo else "real"
                for ok, fp, lo in zip(passed.tolist(), family_p.tolist(), loose.tolist(), strict=True)]

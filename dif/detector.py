@@ -7,12 +7,11 @@ go through the same scorer, so what is measured is what is served.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-
-import time
-from collections.abc import Sequence
 
 from dif.artifact import Fingerprint
 from dif.decision import Decisions, OperatingPoint, decide, p_values

@@ -36,7 +36,7 @@ from training.data import (
 )
 from training.metrics import roc_auc, wilson
 from training.perturb import jpeg
-from training.pipeline import FitConfig, fit_fingerprint, image_statistic, null_p_values, stratified_folds
+from training.pipeline import FitConfig, Scored, fit_fingerprint, score_cache, stratified_folds
 
 # The embedded set holds five generators: a fingerprint evaluated alone is held to the share of
 # the rate it gets when served beside them.
@@ -95,9 +95,10 @@ def rate_report(fake_p: torch.Tensor, real_p: torch.Tensor, family_size: int,
     return report
 
 
-def evidence(p: torch.Tensor) -> torch.Tensor:
-    """-log p: comparable across fingerprints with different nulls (AUC pooled over folds)."""
-    return -torch.log(p.double().clamp_min(1e-300))
+def auc_of(fake: Scored, real: Scored) -> float:
+    """AUC of fakes against reals, ranked in null units (comparable across fold fingerprints)."""
+    return roc_auc(torch.cat([fake.units, real.units]),
+                   torch.cat([torch.ones(len(fake.units)), torch.zeros(len(real.units))]))
 
 
 def balanced(fake_p: torch.Tensor, real_p: torch.Tensor, family_size: int) -> dict[str, float]:
@@ -107,19 +108,23 @@ def balanced(fake_p: torch.Tensor, real_p: torch.Tensor, family_size: int) -> di
     return {"accuracy": (fake + real) / 2, "accuracy_fake": fake, "accuracy_real": real}
 
 
-def predict_p(fp: Fingerprint, extractor: ResidualExtractor, paths: list[Path], device: torch.device,
-              transform: Callable[[torch.Tensor], torch.Tensor] | None = None, batch: int = 8,
-              progress: bool = True) -> torch.Tensor:
+def predict_scored(fp: Fingerprint, extractor: ResidualExtractor, paths: list[Path], device: torch.device,
+                   transform: Callable[[torch.Tensor], torch.Tensor] | None = None, batch: int = 8,
+                   progress: bool = True) -> Scored:
     """Per-image p-values of ``fp`` on ``paths`` through ``Detector.predict``: the service's own path."""
     detector = Detector([fp], extractor, device)
-    out: list[float] = []
+    p: list[float] = []
+    oriented: list[float] = []
     for start in tqdm(range(0, len(paths), batch), desc="images", unit="batch", disable=not progress):
         prepared = []
         for path in paths[start : start + batch]:
             image = decode_image(path)
             prepared.append(detector.prepare(transform(image) if transform is not None else image))
-        out += [image.generators[0].p_value for image in detector.predict(prepared, OperatingPoint()).images]
-    return torch.tensor(out, dtype=torch.float64)
+        for verdict in detector.predict(prepared, OperatingPoint()).images:
+            p.append(verdict.generators[0].p_value)
+            oriented.append(verdict.generators[0].statistic)
+    return Scored(torch.tensor(p, dtype=torch.float64),
+                  torch.tensor(oriented, dtype=torch.float64) / fp.null_model.scale)
 
 
 def evaluate(fp: Fingerprint, extractor: ResidualExtractor, data_dir: Path, device: torch.device,
@@ -128,29 +133,27 @@ def evaluate(fp: Fingerprint, extractor: ResidualExtractor, data_dir: Path, devi
     """TPR on DATA_DIR's fakes; FPR on the ``reals`` pool when given, else on DATA_DIR's reals."""
     images = scan(data_dir)
     labels = torch.tensor(images.labels)
-    p = predict_p(fp, extractor, images.paths, device, transform, progress=progress)
-    fake_p, data_real_p = p[labels == 1], p[labels == 0]
+    scored = predict_scored(fp, extractor, images.paths, device, transform, progress=progress)
+    fake, data_real = scored[labels == 1], scored[labels == 0]
     pool = real_pool(reals) if reals else None
-    pool_p = predict_p(fp, extractor, pool.paths, device, transform, progress=progress) if pool else data_real_p
-    report: dict[str, Any] = {
-        **balanced(fake_p, data_real_p, family_size),
-        "auc": roc_auc(evidence(p), labels),
-        "auc_unseen_reals": roc_auc(evidence(torch.cat([fake_p, pool_p])),
-                                    torch.cat([torch.ones(len(fake_p)), torch.zeros(len(pool_p))])),
-        **rate_report(fake_p, pool_p, family_size),
-        "n_real": len(data_real_p), "n_fake": len(fake_p), "n_unseen_reals": len(pool_p) if pool else 0,
+    unseen = predict_scored(fp, extractor, pool.paths, device, transform, progress=progress) if pool else data_real
+    return {
+        **balanced(fake.p, data_real.p, family_size),
+        "auc": auc_of(fake, data_real),
+        "auc_unseen_reals": auc_of(fake, unseen),
+        **rate_report(fake.p, unseen.p, family_size),
+        "n_real": len(data_real.p), "n_fake": len(fake.p), "n_unseen_reals": len(unseen.p) if pool else 0,
         "family_size": family_size,
     }
-    return report
 
 
 def evaluate_cache(fp: Fingerprint, cache: ResidualCache, device: torch.device,
                    family_size: int = DEFAULT_FAMILY_SIZE) -> dict[str, Any]:
     """The same figures on already-extracted residuals (lineage's cross-detection)."""
-    p = null_p_values(image_statistic(fp.tensor, cache, fp.detection, device), fp.null_model, fp.detection)
-    fake_p, real_p = p[cache.labels == 1], p[cache.labels == 0]
-    return {**balanced(fake_p, real_p, family_size), "auc": roc_auc(evidence(p), cache.labels),
-            **rate_report(fake_p, real_p, family_size), "n_real": len(real_p), "n_fake": len(fake_p)}
+    scored = score_cache(fp.tensor, fp.null_model, cache, fp.detection, device)
+    fake, real = scored[cache.labels == 1], scored[cache.labels == 0]
+    return {**balanced(fake.p, real.p, family_size), "auc": auc_of(fake, real),
+            **rate_report(fake.p, real.p, family_size), "n_real": len(real.p), "n_fake": len(fake.p)}
 
 
 def crossval_cache(cache: ResidualCache, config: FitConfig, folds: int, device: torch.device,
@@ -169,41 +172,38 @@ def crossval_cache(cache: ResidualCache, config: FitConfig, folds: int, device: 
     started = time.perf_counter()
     test_source = test_cache if test_cache is not None else cache
     fold_reports: list[dict[str, Any]] = []
-    fake_ps, real_ps, pool_ps = [], [], []
+    fakes: list[Scored] = []
+    reals_held: list[Scored] = []
+    pool_scored: list[Scored] = []
     for k, held in enumerate(tqdm(stratified_folds(cache.labels[:count], folds, seed), desc="folds",
                                   unit="fold", disable=not progress)):
         out = set(held)
         train = [i for i in range(len(cache.labels)) if i not in out]
         fitted = fit_fingerprint(cache, train, replace(config, train=replace(config.train, seed=seed + k)),
                                  device, progress=False)
-        p = null_p_values(image_statistic(fitted.fingerprint, test_source, config.detection, device, held),
-                          fitted.null, config.detection)
+        scored = score_cache(fitted.fingerprint, fitted.null, test_source, config.detection, device, held)
         labels = test_source.labels[held]
-        fake_ps.append(p[labels == 1])
-        real_ps.append(p[labels == 0])
+        fakes.append(scored[labels == 1])
+        reals_held.append(scored[labels == 0])
         if reals is not None:
-            pool_ps.append(null_p_values(image_statistic(fitted.fingerprint, reals, config.detection, device),
-                                         fitted.null, config.detection))
-        fold_reports.append({"auc": roc_auc(evidence(p), labels), "n_fake": int((labels == 1).sum()),
+            pool_scored.append(score_cache(fitted.fingerprint, fitted.null, reals, config.detection, device))
+        fold_reports.append({"auc": auc_of(fakes[-1], reals_held[-1]), "n_fake": int((labels == 1).sum()),
                              "n_real": int((labels == 0).sum()), "null_scale": fitted.null.scale,
-                             "tpr_at_fpr": {rate_key(r): detection_rate(p[labels == 1], r, family_size)
+                             "tpr_at_fpr": {rate_key(r): detection_rate(fakes[-1].p, r, family_size)
                                             for r in REPORTED_RATES}})
-    fake_p, real_p = torch.cat(fake_ps), torch.cat(real_ps)
-    pool_p = torch.cat(pool_ps) if pool_ps else real_p
-    both = torch.cat([fake_p, pool_p])
-    both_labels = torch.cat([torch.ones(len(fake_p)), torch.zeros(len(pool_p))])
+    fake, real = Scored.cat(fakes), Scored.cat(reals_held)
+    unseen = Scored.cat(pool_scored) if pool_scored else real
     summary: dict[str, Any] = {
-        **balanced(fake_p, real_p, family_size),
+        **balanced(fake.p, real.p, family_size),
         "auc": sum(r["auc"] for r in fold_reports) / len(fold_reports),
-        "auc_pooled": roc_auc(evidence(torch.cat([fake_p, real_p])),
-                              torch.cat([torch.ones(len(fake_p)), torch.zeros(len(real_p))])),
-        "auc_unseen_reals": roc_auc(evidence(both), both_labels),
-        **rate_report(fake_p, pool_p, family_size, len(reals.labels) if reals is not None else None),
-        "fpr_heldout_reals": {rate_key(r): detection_rate(real_p, r, family_size) for r in REPORTED_RATES},
+        "auc_pooled": auc_of(fake, real),
+        "auc_unseen_reals": auc_of(fake, unseen),
+        **rate_report(fake.p, unseen.p, family_size, len(reals.labels) if reals is not None else None),
+        "fpr_heldout_reals": {rate_key(r): detection_rate(real.p, r, family_size) for r in REPORTED_RATES},
         "family_size": family_size,
         # Per-generator p-values of the held-out fakes: the service re-derives TPR for the rate
         # and the number of generators it actually runs with.
-        "heldout_fake_p": [float(f"{v:.6g}") for v in fake_p.tolist()],
+        "heldout_fake_p": [float(f"{v:.6g}") for v in fake.p.tolist()],
         "n_real": int((cache.labels[:count] == 0).sum()),
         "n_fake": int((cache.labels[:count] == 1).sum()),
         "n_unseen_reals": len(reals.labels) if reals is not None else 0,

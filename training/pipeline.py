@@ -43,12 +43,34 @@ def image_statistic(fingerprint: torch.Tensor, cache: ResidualCache, detection: 
     return out
 
 
-def null_p_values(statistic: torch.Tensor, null: NullModel, detection: Detection) -> torch.Tensor:
-    """Per-image p-values ``[n]`` of one fingerprint's statistic, by ``dif.decision.p_values``."""
+@dataclass(frozen=True)
+class Scored:
+    """One fingerprint's decision quantities for a set of images."""
+
+    p: torch.Tensor  # per-image p-values: what the rule decides on
+    units: torch.Tensor  # the statistic in null units (sign x stat / scale): ranks images for AUC,
+    # where a shift search's p-values all round to 1 in the bulk of the distribution
+
+    def __getitem__(self, mask: torch.Tensor) -> Scored:
+        return Scored(self.p[mask], self.units[mask])
+
+    @staticmethod
+    def cat(parts: list[Scored]) -> Scored:
+        return Scored(torch.cat([s.p for s in parts]), torch.cat([s.units for s in parts]))
+
+
+def null_scored(statistic: torch.Tensor, null: NullModel, detection: Detection) -> Scored:
+    """p-values of one fingerprint's statistic by ``dif.decision.p_values``, and its null units."""
     def one(value: float) -> torch.Tensor:
         return torch.tensor([value], dtype=torch.float64)
 
-    return p_values(statistic[:, None], one(null.sign), one(null.scale), one(detection.searched))[:, 0]
+    p = p_values(statistic[:, None], one(null.sign), one(null.scale), one(detection.searched))[:, 0]
+    return Scored(p, statistic.double() * null.sign / null.scale)
+
+
+def score_cache(fingerprint: torch.Tensor, null: NullModel, cache: ResidualCache, detection: Detection,
+                device: torch.device, images: list[int] | None = None) -> Scored:
+    return null_scored(image_statistic(fingerprint, cache, detection, device, images), null, detection)
 
 
 def stratified_folds(labels: list[int] | torch.Tensor, folds: int, seed: int) -> list[list[int]]:

@@ -101,8 +101,8 @@ async def read_uploads(request: Request, service: ServiceDep) -> Uploads:
         if len(fields) > limit:
             raise TooManyFiles(f"at most {limit} files per request (DIF_MAX_FILES_PER_REQUEST)")
         uploads = [await _read(value, "files" if several else "file") for value in fields]
-        rates = form.getlist("fpr")
-        if len(rates) > 1 or (rates and not isinstance(rates[0], str)):
+        rates = [value for value in form.getlist("fpr") if isinstance(value, str)]
+        if len(rates) != len(form.getlist("fpr")) or len(rates) > 1:
             raise InvalidRate("send the `fpr` field once, as a number (e.g. 0.01)")
     finally:
         await form.close()

@@ -6,7 +6,6 @@ import asyncio
 from typing import Annotated, Literal
 
 import torch
-
 from fastapi import APIRouter, Depends, Path
 from fastapi.responses import Response
 

@@ -1,6 +1,6 @@
 """Cost of reading provenance beside decoding: decode alone vs decode + read_provenance, in one run.
 
-    python bench/provenance_bench.py [--repeats 5]
+    python bench/provenance_bench.py [--repeats 5] [--part all|decode|service]
 
 Every image of ../shared/data/ltim/*/{0_real,1_fake} is held in memory and, each repeat, goes
 through both paths back to back, in alternating order (so a burst from another job on the
@@ -11,6 +11,13 @@ and the C2PA library. The images carry no C2PA manifest, so this is the cost eve
 same comparison for copies of a few samples signed here with a test CA (tests/provenance), the
 cost an upload carrying Content Credentials pays: c2pa parses and validates the manifest and
 hashes the asset.
+
+Then the same through the real service (``--part service``, or both with the default ``all``):
+two ``python -m app`` servers on the embedded fingerprints, one with DIF_PROVENANCE=true (the
+default) and one with DIF_PROVENANCE=false, each image POSTed alone to /detect, alternating
+between the two servers in alternating order, ``--repeats`` times. The ratio is the same as
+above on the client-measured request latency: what a caller waits for, per image, with and
+without provenance reading (target <= 1.10).
 """
 
 from __future__ import annotations
@@ -19,15 +26,19 @@ import argparse
 import io
 import statistics
 import sys
+import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.load import Server  # noqa: E402
 from dif.images import decode_image  # noqa: E402
 from dif.provenance import c2pa_version, read_provenance  # noqa: E402
 
@@ -46,7 +57,7 @@ def decode_only(data: bytes) -> float:
     return time.perf_counter() - start
 
 
-def decode_and_read(data: bytes, name: str) -> float:
+def decode_and_read(name: str, data: bytes) -> float:
     start = time.perf_counter()
     decode_image(data)
     read_provenance(data, filename=name)
@@ -76,42 +87,94 @@ def signed_copies(images: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
 Timings = list[list[float]]  # per image, one timing per repeat
 
 
-def compare(images: list[tuple[str, bytes]], repeats: int) -> tuple[Timings, Timings, Timings]:
-    """Per-image timings of decode, decode + read_provenance, read_provenance alone."""
+def alternate(images: list[tuple[str, bytes]], repeats: int, without: Callable[[str, bytes], float],
+              with_: Callable[[str, bytes], float]) -> tuple[Timings, Timings]:
+    """Per-image timings of two paths, back to back in alternating order, so load drift hits both alike."""
     plain: Timings = [[] for _ in images]
     both: Timings = [[] for _ in images]
-    alone: Timings = [[] for _ in images]
     for repeat in range(repeats):
         for index, (name, data) in enumerate(images):
             if (index + repeat) % 2:
-                plain[index].append(decode_only(data))
-                both[index].append(decode_and_read(data, name))
+                plain[index].append(without(name, data))
+                both[index].append(with_(name, data))
             else:
-                both[index].append(decode_and_read(data, name))
-                plain[index].append(decode_only(data))
-            alone[index].append(read_only(data, name))
+                both[index].append(with_(name, data))
+                plain[index].append(without(name, data))
+    return plain, both
+
+
+def compare(images: list[tuple[str, bytes]], repeats: int) -> tuple[Timings, Timings, Timings]:
+    """Per-image timings of decode, decode + read_provenance, read_provenance alone."""
+    plain, both = alternate(images, repeats, lambda _, data: decode_only(data), decode_and_read)
+    alone = [[read_only(data, name) for _ in range(repeats)] for name, data in images]
     return plain, both, alone
 
 
-def report(title: str, plain: Timings, both: Timings, alone: Timings) -> None:
+def detect_latency(client: httpx.Client, url: str, name: str, data: bytes) -> float:
+    """Seconds from sending one image to /detect to having its answer (client side)."""
+    start = time.perf_counter()
+    response = client.post(f"{url}/detect", files={"file": (name, data)})
+    elapsed = time.perf_counter() - start
+    response.raise_for_status()
+    return elapsed
+
+
+def compare_service(images: list[tuple[str, bytes]], repeats: int, servers: dict[bool, Server]
+                    ) -> tuple[Timings, Timings, float]:
+    """Per-image /detect latency without and with provenance reading, and the servers' own provenance_ms."""
+    with httpx.Client(timeout=120) as client:
+        for name, data in images[:4]:  # first requests pay one-off costs on both servers
+            for server in servers.values():
+                detect_latency(client, server.url, name, data)
+        plain, both = alternate(images, repeats, lambda n, d: detect_latency(client, servers[False].url, n, d),
+                                lambda n, d: detect_latency(client, servers[True].url, n, d))
+        reported = [client.post(f"{servers[True].url}/detect", files={"file": (n, d)}).json()
+                    for n, d in images]
+    provenance_ms = statistics.fmean(r["timings_ms"]["provenance_ms"] for r in reported)
+    assert all(r["provenance"] is not None for r in reported)
+    return plain, both, provenance_ms
+
+
+def service_report(images: list[tuple[str, bytes]], signed: list[tuple[str, bytes]], repeats: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        servers: dict[bool, Server] = {}
+        try:
+            for reading in (False, True):
+                servers[reading] = Server({"DIF_PROVENANCE": str(reading).lower()},
+                                          Path(tmp) / f"server-provenance-{reading}.log", clean_env=True)
+            for title, chosen in (("shared samples through POST /detect; target ratio <= 1.10", images),
+                                  (f"{len(signed)} signed JPEGs through POST /detect", signed)):
+                plain, both, provenance_ms = compare_service(chosen, repeats, servers)
+                report(title, plain, both, None, labels=("/detect, DIF_PROVENANCE=false",
+                                                         "/detect, DIF_PROVENANCE=true"))
+                print(f"  provenance_ms reported by the service: mean {provenance_ms:.3f} ms/image")
+        finally:
+            for server in servers.values():
+                server.stop()
+
+
+def report(title: str, plain: Timings, both: Timings, alone: Timings | None,
+           labels: tuple[str, str] = ("decode", "decode + read_provenance")) -> None:
     """Per-image medians over the repeats (robust to another job's burst), then their mean and sum."""
     ms = 1000.0
-    medians = {key: [statistics.median(t) for t in timings]
-               for key, timings in (("plain", plain), ("both", both), ("alone", alone))}
+    rows = [(labels[0], plain), (labels[1], both)] + ([("read_provenance alone", alone)] if alone else [])
+    medians = {label: [statistics.median(t) for t in timings] for label, timings in rows}
     print(title)
-    for key, label in (("plain", "decode"), ("both", "decode + read_provenance"), ("alone", "read_provenance alone")):
-        values = medians[key]
-        print(f"  {label:26s}: mean {statistics.fmean(values) * ms:7.3f} ms/image, "
+    for label, values in medians.items():
+        print(f"  {label:30s}: mean {statistics.fmean(values) * ms:7.3f} ms/image, "
               f"median {statistics.median(values) * ms:7.3f}, max {max(values) * ms:7.3f}")
-    ratio = sum(medians["both"]) / sum(medians["plain"])
+    ratio = sum(medians[labels[1]]) / sum(medians[labels[0]])
     raw = sum(map(sum, both)) / sum(map(sum, plain))
-    print(f"  ratio (decode + read_provenance) / decode: {ratio:.3f} on per-image medians, "
+    print(f"  ratio ({labels[1]}) / ({labels[0]}): {ratio:.3f} on per-image medians, "
           f"{raw:.3f} on all {sum(map(len, plain))} raw timings")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--part", choices=("all", "decode", "service"), default="all",
+                        help="decode: in-process decode vs decode + read_provenance; service: /detect latency "
+                             "with and without DIF_PROVENANCE")
     args = parser.parse_args()
 
     images = load(LTIM)
@@ -124,13 +187,16 @@ def main() -> None:
         found = read_provenance(data, filename=name)
         findings[(found.c2pa.state, found.declared_ai, found.declared_generator)] += 1
 
-    report("shared samples (no manifest); target ratio <= 1.10", *compare(images, args.repeats))
     signed = signed_copies(images)
     for name, data in signed:
         found = read_provenance(data, filename=name)
         assert found.c2pa.state == "valid" and found.declared_ai, found.evidence
-    report(f"{len(signed)} samples as signed JPEGs (C2PA manifest parsed and validated)",
-           *compare(signed, args.repeats))
+    if args.part in ("all", "decode"):
+        report("shared samples (no manifest); target ratio <= 1.10", *compare(images, args.repeats))
+        report(f"{len(signed)} samples as signed JPEGs (C2PA manifest parsed and validated)",
+               *compare(signed, args.repeats))
+    if args.part in ("all", "service"):
+        service_report(images, signed, args.repeats)
     print("findings (c2pa state, declared_ai, declared_generator): count")
     for key, count in sorted(findings.items(), key=lambda kv: -kv[1]):
         print(f"  {key}: {count}")

@@ -26,6 +26,45 @@ COPY app app
 COPY training training
 RUN sh docker/install.sh app /opt/venv /src
 
+# ---- build-scan: the same venv plus `dif scan` and Ray (the scan-cluster extra) ----------------
+FROM build AS build-scan
+COPY scan scan
+# The project again, now with scan/ (the build stage's wheel has none), then Ray Data and the
+# dashboard / job server that KubeRay's `ray job submit` talks to.
+RUN /opt/venv/bin/pip install --no-cache-dir --no-deps --force-reinstall /src \
+    && /opt/venv/bin/pip install --no-cache-dir "/src[scan-cluster]" \
+    && /opt/venv/bin/dif scan --help > /dev/null \
+    && /opt/venv/bin/python -c "import ray.data, scan.cluster"
+
+# ---- scan: the image of a Ray cluster that runs `dif scan` (deploy/ray, KubeRay RayJob) --------
+#   docker build --target scan -t dif-service:0.1.0-scan .
+#   docker build --target scan -t dif-service:0.1.0-scan-cuda \
+#       --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 .
+# Built before `runtime` in this file so that a plain `docker build .` still makes the service.
+FROM ${PYTHON_IMAGE} AS scan
+LABEL org.opencontainers.image.title="dif-scan" \
+      org.opencontainers.image.description="dif scan: Deep Image Fingerprint over whole collections, on Ray" \
+      org.opencontainers.image.licenses="MIT"
+# The service's user (KubeRay pods run as it); bash is the slim image's, which KubeRay's
+# `ray start` command line needs.
+RUN groupadd --system --gid 10001 dif \
+    && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
+       --shell /usr/sbin/nologin dif
+COPY --from=build-scan /opt/venv /opt/venv
+COPY fingerprints /opt/dif/fingerprints
+# HOME=/tmp: Ray keeps its session files under /tmp, the pod's writable volume.
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    HOME=/tmp \
+    DIF_FINGERPRINTS_DIR=/opt/dif/fingerprints
+WORKDIR /opt/dif
+USER 10001:10001
+# KubeRay replaces the command with `ray start`; run alone, the image is `dif`:
+#   docker run --rm -v "$PWD/photos:/data:ro" -v "$PWD/out:/out" IMAGE scan /data --out /out
+ENTRYPOINT ["dif"]
+CMD ["scan", "--help"]
+
 # ---- runtime: the venv, the fingerprints, an unprivileged user -----------------------------
 FROM ${PYTHON_IMAGE} AS runtime
 # CPU hosts serve best with batches of 4 (docs/service.md); CUDA builds pass 16.

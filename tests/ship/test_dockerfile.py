@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from .conftest import REPO, run, settings_from_env, tool
-from .dockerfile import IMAGE_PATHS, Dockerfile, build_context
+from .dockerfile import IMAGE_PATHS, Dockerfile, Stage, build_context
 
 DOCKERFILE = REPO / "Dockerfile"
 
@@ -20,19 +20,48 @@ def test_hadolint_passes() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_multi_stage_and_the_runtime_gets_only_the_venv_and_data() -> None:
-    df = parsed()
-    assert [s.name for s in df.stages] == ["build", "runtime"]
-    runtime = df.stage("runtime")
-    sources = []
-    for inst in runtime.all("COPY"):
+def copied(stage: Stage) -> tuple[list[str], list[str]]:
+    """A stage's ``COPY --from`` stages (each must copy exactly the venv) and its context sources."""
+    stages, sources = [], []
+    for inst in stage.all("COPY"):
         flags, words = inst.flags_and_words()
         if "from" in flags:
-            assert words == ["/opt/venv", "/opt/venv"], inst.args  # nothing else leaves the build stage
+            assert words == ["/opt/venv", "/opt/venv"], inst.args  # nothing else leaves a build stage
+            stages.append(flags["from"])
         else:
             sources += words[:-1]
-    assert sorted(sources) == ["docker/healthcheck.py", "fingerprints"], "the runtime holds no source tree"
+    return stages, sorted(sources)
+
+
+def test_multi_stage_and_the_runtime_gets_only_the_venv_and_data() -> None:
+    df = parsed()
+    # The service image is the last stage, so a plain `docker build .` makes it; scans have a target.
+    assert [s.name for s in df.stages] == ["build", "build-scan", "scan", "runtime"]
+    assert copied(df.stage("runtime")) == (["build"], ["docker/healthcheck.py", "fingerprints"]), \
+        "the runtime holds no source tree, and no Ray"
     assert "slim" in df.global_args["PYTHON_IMAGE"]
+
+
+def test_the_scan_target_adds_ray_to_the_same_venv_and_runs_as_the_same_user() -> None:
+    df = parsed()
+    build_scan, scan, runtime = df.stage("build-scan"), df.stage("scan"), df.stage("runtime")
+    assert build_scan.base == "build", "the scan venv is the service's venv plus the extra"
+    install = " ".join(inst.args for inst in build_scan.all("RUN"))
+    assert '"/src[scan-cluster]"' in install and "dif scan --help" in install
+    extras = {line.split(" = ")[0]: line for line in (REPO / "pyproject.toml").read_text().splitlines()
+              if line.startswith(("scan = ", "scan-cluster = "))}
+    assert '"ray[data]>=' in extras["scan"] and '"dif-service[scan]"' in extras["scan-cluster"]
+    assert '"ray[default]>=' in extras["scan-cluster"], "KubeRay's `ray job submit` needs the job server"
+    assert [w for i in build_scan.all("COPY") for w in i.flags_and_words()[1]] == ["scan", "scan"]
+    assert copied(scan) == (["build-scan"], ["fingerprints"])
+    assert scan.base == runtime.base
+    user, service_user = scan.last("USER"), runtime.last("USER")
+    assert user is not None and service_user is not None and user.args == service_user.args
+    env = df.env_of(scan, {"PATH": "/usr/bin"})
+    assert env["PATH"].startswith("/opt/venv/bin:") and env["HOME"] == "/tmp"
+    assert settings_from_env(env).fingerprints_dir == Path("/opt/dif/fingerprints")
+    entry, cmd = scan.last("ENTRYPOINT"), scan.last("CMD")
+    assert entry and cmd and entry.exec_form() + cmd.exec_form() == ["dif", "scan", "--help"]
 
 
 def test_runs_as_a_numeric_non_root_user() -> None:
@@ -83,7 +112,7 @@ def test_build_context_holds_every_copy_source_and_nothing_else() -> None:
                 continue
             for source in words[:-1]:
                 assert source in context or f"{source}/" in context, f"COPY {source} is excluded by .dockerignore"
-    allowed = ("dif/", "app/", "training/", "fingerprints/", "docker/")
+    allowed = ("dif/", "app/", "training/", "scan/", "fingerprints/", "docker/")
     stray = [p for p in context if "/" in p.rstrip("/") and not p.startswith(allowed)]
     assert not stray, f"sent to the Docker daemon for nothing: {stray[:10]}"
     assert not any("__pycache__" in p or p.endswith(".pyc") for p in context)

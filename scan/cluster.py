@@ -265,6 +265,12 @@ def run(todo: list[str], listing: Listing, dest: Destination, loaded: Fingerprin
         options: DecodeOptions, args: argparse.Namespace) -> None:
     gpus, cpus = args.num_gpus_per_worker, args.cpus_per_worker
     batch = args.batch_size or default_batch(torch.device("cuda" if gpus > 0 else "cpu"))
+    total = ray.cluster_resources().get("CPU", 0)
+    if args.workers is not None and gpus == 0 and args.workers * cpus > total - 1:
+        # Not refused: an autoscaling cluster may grow. A fixed one (a laptop) waits forever.
+        print(f"dif scan: warning: {args.workers} workers x {cpus:g} CPUs leave none of the cluster's {total:g} "
+              "CPUs to decode with; the scan waits for the cluster to grow (lower --cpus-per-worker)",
+              file=sys.stderr)
     shared = ray.put(loaded)
     files = ray.data.read_binary_files(todo, include_paths=True, filesystem=listing.filesystem,
                                        ignore_missing_paths=True)

@@ -84,8 +84,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     scan.add_argument("--out", required=True, metavar="DEST", help="folder or URI the Parquet files are written to")
     _common(scan)
     scan.add_argument("--ray-address", metavar="ADDR", default=None,
-                      help="auto, or ray://HOST:PORT (default: RAY_ADDRESS, else a cluster already running on "
-                           "this machine, else a Ray started here for this run)")
+                      help="auto, ray://HOST:PORT, or local for a fresh Ray here (default: RAY_ADDRESS, else "
+                           "a cluster already running on this machine, else a Ray started here for this run)")
     scan.add_argument("--workers", type=int, default=None, metavar="N",
                       help="scoring actors (default: 1 to one per GPU, or to half the CPUs, as Ray autoscales)")
     scan.add_argument("--num-gpus-per-worker", type=float, default=0.0, metavar="G",

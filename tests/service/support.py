@@ -19,7 +19,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,9 @@ from app.service import Service
 from app.settings import Settings
 from dif.artifact import Detection, Fingerprint, save_fingerprint
 from dif.calibration import Calibration
+from dif.detector import Detector
 from dif.extractors import create
+from dif.images import decode_image
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_DATA = REPO.parent / "shared" / "data" / "ltim"
@@ -52,6 +54,14 @@ def make_fingerprint(name: str, seed: int, extractor: dict[str, Any] | None = No
         name=name, tensor=tensor, calibration=Calibration(0.0, 0.02, 0.01, 0.01),
         extractor=extractor or create("signlap@1").describe(), detection=Detection(), metadata=metadata,
     )
+
+
+def twin_fingerprint(name: str, image: bytes) -> Fingerprint:
+    """A fingerprint equal to ``image``'s mean crop residual: the image matches it as strongly as any can."""
+    template = make_fingerprint(name, 7)
+    detector = Detector([template], create(template.extractor_key), torch.device("cpu"))
+    residuals, _ = detector.residuals([detector.prepare(decode_image(image))])
+    return replace(template, tensor=residuals.mean(dim=0))
 
 
 def write_artifacts(root: Path, names: tuple[str, ...] | list[str], first_seed: int = 0) -> Path:

@@ -10,20 +10,15 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import torch
 
 from app.schemas import ProvenanceOut
 from app.settings import Settings
-from dif.artifact import Fingerprint, save_fingerprint
-from dif.detector import Detector
-from dif.extractors import create
-from dif.images import decode_image
+from dif.artifact import save_fingerprint
 from dif.provenance import read_provenance
 from tests.provenance.conftest import (
     AI,
@@ -44,9 +39,9 @@ from .support import (
     SHARED_DATA,
     ProcessServer,
     ThreadServer,
-    make_fingerprint,
     make_settings,
     metric_value,
+    twin_fingerprint,
     write_artifacts,
 )
 
@@ -198,14 +193,6 @@ def test_a_camera_manifest_never_lowers_the_fingerprints_verdict(tmp_path: Path,
     both = detect(server, "signed.jpg", ai_photo)
     assert (both["verdict"], both["evidence"], both["top"]) == ("fake", "fingerprint+provenance", fake["top"])
     assert metric_value(server.metrics(), "dif_provenance_decisive_total", fingerprint_verdict="fake") == 1
-
-
-def twin_fingerprint(name: str, image: bytes) -> Fingerprint:
-    """A fingerprint equal to ``image``'s mean crop residual: the image matches it as strongly as any can."""
-    template = make_fingerprint(name, 7)
-    detector = Detector([template], create(template.extractor_key), torch.device("cpu"))
-    residuals, _ = detector.residuals([detector.prepare(decode_image(image))])
-    return replace(template, tensor=residuals.mean(dim=0))
 
 
 def with_text_chunk(png: bytes, key: str, text: str) -> bytes:

@@ -7,7 +7,6 @@ import json
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +15,13 @@ import pytest
 import yaml
 
 from dif.artifact import save_fingerprint
-from dif.calibration import Calibration
 from tests.service.support import (
     GENERATORS,
     SHARED_DATA,
     ThreadServer,
     free_port,
-    make_fingerprint,
     make_settings,
+    twin_fingerprint,
     write_artifacts,
 )
 
@@ -61,10 +59,10 @@ def loopback_config(target: str, out: Path) -> Path:
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ThreadServer, str]]:
     root = tmp_path_factory.mktemp("prometheus")
     fingerprints = write_artifacts(root / "fingerprints", GENERATORS)
-    # Random fingerprints call every image real; this one calls every image fake, so the
-    # "detections by generator" panel has data.
-    always = make_fingerprint("always-fake", 99)
-    save_fingerprint(replace(always, calibration=Calibration(-100.0, -99.0, 1.0, 1.0)), fingerprints / "always-fake")
+    # Random fingerprints call every image real; this one is the posted image's own residual, so it
+    # calls that image fake and the "detections by generator" panel has data.
+    image = sorted((SHARED_DATA / "mj" / "1_fake").glob("*.png"))[0].read_bytes()
+    save_fingerprint(twin_fingerprint("always-fake", image), fingerprints / "always-fake")
     server = ThreadServer(make_settings(fingerprints, max_batch_size=4))
     server.start()
     config = loopback_config(server.url.removeprefix("http://"), root / "prometheus.yml")
@@ -76,7 +74,6 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ThreadServe
         cwd=root, stdout=log.open("wb"), stderr=subprocess.STDOUT,
     )
     try:
-        image = sorted((SHARED_DATA / "mj" / "1_fake").glob("*.png"))[0].read_bytes()
         for _ in range(3):
             assert httpx.post(f"{server.url}/detect", files={"file": ("a.png", image)}, timeout=60).status_code == 200
         # One refusal, so the rejections panel has a series too.

@@ -24,15 +24,14 @@ COPY pyproject.toml README.md ./
 COPY dif dif
 COPY app app
 COPY training training
+# scan/ too: `dif detect` needs nothing more; `dif scan` needs Ray, which only the scan target adds.
+COPY scan scan
 RUN sh docker/install.sh app /opt/venv /src
 
-# ---- build-scan: the same venv plus `dif scan` and Ray (the scan-cluster extra) ----------------
+# ---- build-scan: the same venv plus Ray for `dif scan` (the scan-cluster extra) ----------------
 FROM build AS build-scan
-COPY scan scan
-# The project again, now with scan/ (the build stage's wheel has none), then Ray Data and the
-# dashboard / job server that KubeRay's `ray job submit` talks to.
-RUN /opt/venv/bin/pip install --no-cache-dir --no-deps --force-reinstall /src \
-    && /opt/venv/bin/pip install --no-cache-dir "/src[scan-cluster]" \
+# Ray Data, and the dashboard / job server that KubeRay's `ray job submit` talks to.
+RUN /opt/venv/bin/pip install --no-cache-dir "/src[scan-cluster]" \
     && /opt/venv/bin/dif scan --help > /dev/null \
     && /opt/venv/bin/python -c "import ray.data, scan.cluster"
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from dif.errors import DifError
+
 DEFAULT_FPR = "0.01"  # dif.decision.DEFAULT_RATE, as text: importing dif.decision would load torch
 FINGERPRINTS_HELP = ("folder of artifact folders, one per generator "
                      "(default: DIF_FINGERPRINTS_DIR, else the embedded set)")
@@ -40,8 +42,13 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
-    from scan.cluster import cmd_scan as scan
-
+    try:
+        from scan.cluster import cmd_scan as scan
+    except ModuleNotFoundError as exc:  # the service image, or an install without the extra
+        if exc.name not in ("ray", "pyarrow"):
+            raise
+        raise DifError(f"dif scan needs Ray Data ({exc.name} is not installed): pip install 'dif-service[scan]', "
+                       "or use the scan image (docker build --target scan)") from exc
     return scan(args)
 
 

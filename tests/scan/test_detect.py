@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -130,3 +132,12 @@ def test_an_empty_folder_is_a_usage_error(tmp_path: Path, capsys) -> None:
 def test_help_imports_neither_torch_nor_ray(command: str) -> None:
     heavy = imported_by([command, "--help"]) & {*HEAVY, "ray", "pyarrow"}
     assert not heavy, f"`dif {command} --help` imports {sorted(heavy)}"
+
+
+def test_scan_without_ray_is_one_line_naming_the_extra(tmp_path: Path) -> None:
+    # As in the service image or a base install: `import ray` fails, dif detect still works.
+    code = ("import sys; sys.modules['ray'] = None; from dif.cli import main; "
+            f"sys.exit(main(['scan', {str(tmp_path)!r}, '--out', {str(tmp_path / 'out')!r}]))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.splitlines()) == 1 and "pip install 'dif-service[scan]'" in result.stderr

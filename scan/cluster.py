@@ -213,9 +213,8 @@ def connected(address: str | None) -> Iterator[None]:
 def actor_pool(workers: int | None, gpus: float, cpus: float) -> ray.data.ActorPoolStrategy:
     if workers is not None:
         return ray.data.ActorPoolStrategy(size=workers)
-    if gpus > 0:  # up to one actor per (share of a) GPU, as the cluster grows its GPU nodes
-        return ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, int(ray.cluster_resources().get("GPU", 0)
-                                                                          // gpus)))
+    if gpus > 0:  # no cap: one actor per (share of a) GPU, as many as the cluster has or grows to
+        return ray.data.ActorPoolStrategy(min_size=1, max_size=None)
     # CPU scorers get half the CPUs; decoding keeps the rest busy.
     return ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, int(ray.cluster_resources().get("CPU", 1)
                                                                       // (2 * cpus))))

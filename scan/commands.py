@@ -94,7 +94,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="auto, ray://HOST:PORT, or local for a fresh Ray here (default: RAY_ADDRESS, else "
                            "a cluster already running on this machine, else a Ray started here for this run)")
     scan.add_argument("--workers", type=int, default=None, metavar="N",
-                      help="scoring actors (default: 1 to one per GPU, or to half the CPUs, as Ray autoscales)")
+                      help="scoring actors (default: from 1 up to one per GPU the cluster has or grows to, "
+                           "or up to half its CPUs)")
     scan.add_argument("--num-gpus-per-worker", type=float, default=0.0, metavar="G",
                       help="GPUs per scoring actor: 1 for one each, 0.5 for two sharing one, 0 for CPU actors")
     scan.add_argument("--cpus-per-worker", type=float, default=1.0, metavar="C",

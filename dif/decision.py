@@ -25,7 +25,8 @@ identification (PRNU), the rule is a threshold on a statistic with a known null:
   Related generators (a fine-tune and its parent, MidJourney and Stable Diffusion sharing a
   decoder) leave related fingerprints, so a fake of one also raises the other's statistic,
   sometimes higher. When another generator's evidence is within ``AMBIGUITY_MARGIN`` of the
-  strongest, ``top`` is None and ``candidates`` lists them: "fake, made by one of these".
+  strongest (or above ``RELATIVE_MARGIN`` of it), ``top`` is None and ``candidates`` lists them:
+  "fake, made by one of these".
 """
 
 from __future__ import annotations
@@ -51,6 +52,10 @@ VERDICTS = ("fake", "inconclusive", "real")
 # of two unit-variance statistics (sd sqrt(2) when independent; related ones differ less, so
 # this is the cautious side). Below it the data cannot say which of the two made the image.
 AMBIGUITY_MARGIN = 1.645 * math.sqrt(2.0)
+# Under strong evidence the statistics' spread grows with the signal, and a related generator (one
+# sharing a decoder: MidJourney and Stable Diffusion's 8-pixel VAE grid) scores in proportion to
+# what it shares: one within half of the strongest's evidence is not ruled out either.
+RELATIVE_MARGIN = 0.5
 
 
 def check_rate(rate: float | str, what: str = "false-positive rate") -> float:
@@ -183,7 +188,8 @@ def _candidates(units: torch.Tensor) -> list[int]:
     """Generators whose evidence is within the margin of the strongest one's, strongest first."""
     order = torch.argsort(units, descending=True, stable=True).tolist()
     best = float(units[order[0]])
-    return [g for g in order if best - float(units[g]) < AMBIGUITY_MARGIN]
+    floor = min(best - AMBIGUITY_MARGIN, RELATIVE_MARGIN * best)
+    return [g for g in order if g == order[0] or float(units[g]) > floor]
 
 
 def detection_rate(p: torch.Tensor, rate: float, family_size: int) -> float:

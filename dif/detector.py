@@ -117,7 +117,8 @@ class Detector:
         self.align = max(f.detection.align for f in fingerprints)
         stack = torch.stack([f.tensor for f in fingerprints]).to(self.device)
         shifts = torch.tensor([f.detection.window for f in fingerprints])
-        self.scorer = CorrelationScorer(stack, max_shift=shifts.to(self.device))
+        self.scorer = CorrelationScorer(stack, max_shift=shifts.to(self.device),
+                                        background=any(f.detection.statistic == "zbg" for f in fingerprints))
         # Each generator's null, as [G] rows for one vectorised p-value per batch (on the CPU: [N, G] is tiny).
         self.statistics = [f.detection.statistic for f in fingerprints]
         self.null_sign = torch.tensor([f.null_model.sign for f in fingerprints], dtype=torch.float64)
@@ -192,8 +193,7 @@ class Detector:
 
     def explain(self, scores: Scores, points: Sequence[OperatingPoint]) -> list[ImageVerdict]:
         """Verdicts from raw statistics, vectorised over ``[N, G]``."""
-        s = Scores(*(t.cpu() for t in (scores.correlation, scores.z, scores.peak, scores.peak_z, scores.shift,
-                                         scores.pce)))
+        s = scores.cpu()
         decisions = decide(self.p_values(s), points)
         statistic = s.pick(self.statistics).double() * self.null_sign
         return [self._verdict(i, s, statistic, decisions, points[i].rate) for i in range(s.z.shape[0])]

@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn import functional as F
 
+from dif.detection import DEFAULT_EXTRACTOR as DEFAULT_EXTRACTOR  # its home is torch-free; re-exported
 from dif.errors import ArtifactError
 
 
@@ -141,7 +142,6 @@ _BUILTIN: dict[str, Callable[[], ResidualExtractor]] = {
     "signlap@1": SignLaplacian,
     "lapnorm@1": LocalNormLaplacian,
 }
-DEFAULT_EXTRACTOR = "signlap@1"
 
 
 def available() -> list[str]:

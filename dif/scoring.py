@@ -8,6 +8,13 @@ share the generator's pixel grid) and each generator we compute:
   surface. The RMS is the correlation's noise level for this very image, so
   ``z`` means the same thing for a 1-crop and a 4-crop image; it needs no
   inverse FFT (Parseval);
+- ``z_bg``: the same correlation over a noise level read from the spectral
+  *background* around each frequency (its 8 neighbouring bins) rather than from the
+  frequency itself. A generator's trace concentrates on a lattice of frequencies (a
+  VAE's 8-pixel grid); in ``z`` that trace inflates its own noise estimate, so a
+  purely P-periodic fingerprint can never exceed ``z = P``. The background does not
+  contain the trace, so ``z_bg`` keeps growing with the evidence. Computed only when
+  a loaded fingerprint is decided on it;
 - ``peak``, ``peak_z``, ``shift``, ``pce`` (only when a shift window is asked
   for): the best correlation within ``±max_shift`` pixels, raw and in z units,
   and its peak-to-correlation energy. It tolerates misaligned images at a price in
@@ -19,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch.nn import functional as F
 
 
 def standardize(x: torch.Tensor) -> torch.Tensor:
@@ -43,9 +51,15 @@ class Scores:
     peak_z: torch.Tensor
     shift: torch.Tensor
     pce: torch.Tensor
+    z_bg: torch.Tensor  # NaN unless asked for
 
     def feature(self, name: str) -> torch.Tensor:
-        return {"z": self.z, "peak": self.peak, "peak_z": self.peak_z, "correlation": self.correlation}[name]
+        return {"z": self.z, "peak": self.peak, "peak_z": self.peak_z, "correlation": self.correlation,
+                "zbg": self.z_bg}[name]
+
+    def cpu(self) -> Scores:
+        return Scores(*(t.cpu() for t in (self.correlation, self.z, self.peak, self.peak_z, self.shift, self.pce,
+                                          self.z_bg)))
 
     def pick(self, names: list[str]) -> torch.Tensor:
         """``[N, G]``: column g is statistic ``names[g]`` (each generator decided on its own one)."""
@@ -63,6 +77,23 @@ def _half_spectrum_weights(width: int, device: torch.device) -> torch.Tensor:
     return weights
 
 
+# Mean of the 8 neighbouring frequency bins, not the bin itself: the spectral background.
+_RING = torch.ones(1, 1, 3, 3)
+_RING[0, 0, 1, 1] = 0.0
+_RING /= 8.0
+
+
+def _neighbour_mean(planes: torch.Tensor) -> torch.Tensor:
+    """``[K, H, W/2+1]`` half-plane spectra -> each bin's neighbour mean.
+
+    Circular along the full frequency axis; mirrored at the half-plane's edges (a real
+    image's spectrum is conjugate-symmetric, so the bins beyond them hold the same power).
+    """
+    padded = F.pad(planes[:, None], (1, 1, 0, 0), mode="reflect")
+    padded = torch.cat([padded[:, :, -1:], padded, padded[:, :, :1]], dim=2)
+    return F.conv2d(padded, _RING.to(planes.device, planes.dtype))[:, 0]
+
+
 def _signed_shift(index: torch.Tensor, size: int) -> torch.Tensor:
     return torch.where(index > size // 2, index - size, index)
 
@@ -70,7 +101,8 @@ def _signed_shift(index: torch.Tensor, size: int) -> torch.Tensor:
 class CorrelationScorer:
     """Standardized fingerprints and their spectra, kept on one device for repeated scoring."""
 
-    def __init__(self, fingerprints: torch.Tensor, max_shift: torch.Tensor | int = 0, pce_exclude: int = 2):
+    def __init__(self, fingerprints: torch.Tensor, max_shift: torch.Tensor | int = 0, pce_exclude: int = 2,
+                 background: bool = False):
         if fingerprints.ndim != 4:
             raise ValueError("fingerprints must be [G, C, H, W]")
         self.shape = tuple(fingerprints.shape[1:])
@@ -81,6 +113,7 @@ class CorrelationScorer:
         self.spectra = torch.fft.rfft2(self.matrix.reshape(-1, *self.shape)).conj()
         self.weights = _half_spectrum_weights(self.shape[-1], fingerprints.device)
         self._gen_outer: torch.Tensor | None = None  # built on first use, reused for every batch
+        self.background = background  # also compute z_bg
 
     @property
     def count(self) -> int:
@@ -97,7 +130,7 @@ class CorrelationScorer:
         spectra = self.spectra if generators is None else self.spectra[generators]
         return torch.einsum("nchw,gchw->nghw", image_spec, spectra)
 
-    def _energy(self, image_spec: torch.Tensor) -> torch.Tensor:
+    def _energy(self, image_spec: torch.Tensor, background: bool = False) -> torch.Tensor:
         """Mean squared correlation over all shifts, ``[N, G]``, as one matrix product.
 
         |sum_c R_c conj(F_c)|^2 expands into sum_{c,c'} (R_c conj R_c') conj(F_c conj F_c'):
@@ -108,7 +141,10 @@ class CorrelationScorer:
         h, w = self.shape[-2:]
         if self._gen_outer is None:
             self._gen_outer = self._outer(self.spectra.conj(), self.weights)
-        return (self._outer(image_spec, None) @ self._gen_outer.T) / (h * w) ** 2
+        outer = self._outer(image_spec, None)
+        if background:
+            outer = _neighbour_mean(outer.reshape(-1, *image_spec.shape[-2:])).reshape(outer.shape)
+        return (outer @ self._gen_outer.T) / (h * w) ** 2
 
     @staticmethod
     def _outer(spec: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
@@ -140,7 +176,10 @@ class CorrelationScorer:
             best, shift[:, searched], pce[:, searched] = self._peaks(surf, self.max_shift[searched])
             peak[:, searched] = best
             peak_z[:, searched] = best / rms[:, searched]
-        return Scores(correlation, z, peak, peak_z, shift, pce)
+        z_bg = torch.full_like(correlation, float("nan"))
+        if self.background and image_spec is not None:
+            z_bg = correlation / self._energy(image_spec, background=True).clamp_min(1e-24).sqrt()
+        return Scores(correlation, z, peak, peak_z, shift, pce, z_bg)
 
     @staticmethod
     def _window(size: int, max_shift: torch.Tensor) -> torch.Tensor:

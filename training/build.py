@@ -43,6 +43,7 @@ def train_artifact(data_dir: Path, name: str, config: FitConfig, extractor: Resi
         "samples": {"real": images.count(REAL), "fake": images.count(FAKE),
                     "extra_real": len(images.labels) - len(own.labels)},
         "data_digest": images.digest(),
+        "estimator": fitted.estimator,
         "hyperparameters": {**config.train.to_dict(), "calibration": config.calibration,
                             "inner_folds": config.inner_folds, "augment_jpeg": list(config.augment_jpeg)},
         "metrics": metrics,
@@ -52,7 +53,7 @@ def train_artifact(data_dir: Path, name: str, config: FitConfig, extractor: Resi
                        "unseen_reals": [str(p) for p in reals or []]},
     }
     return Fingerprint(name=name, tensor=fitted.fingerprint, calibration=fitted.calibration,
-                       extractor=extractor.describe(), detection=config.detection, metadata=metadata,
+                       extractor=extractor.describe(), detection=fitted.detection, metadata=metadata,
                        null=fitted.null)
 
 

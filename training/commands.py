@@ -1,4 +1,4 @@
-"""``dif train``, ``dif eval``, ``dif crossval``: the trainer's command line."""
+"""``dif train``, ``dif eval``, ``dif crossval`` and friends: the trainer's command line."""
 
 from __future__ import annotations
 
@@ -8,25 +8,29 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from dif.artifact import FEATURES, Detection, load_fingerprint, save_fingerprint
-from dif.extractors import DEFAULT_EXTRACTOR, create
-from training.blank import blank_experiment
-from training.build import build_defaults, train_artifact
-from training.denoiser import DenoiserConfig, train_denoiser
-from training.evaluate import DEFAULT_FAMILY_SIZE, crossval, evaluate
-from training.pipeline import FitConfig
-from training.trainer import TrainConfig, resolve_device
+from dif.detection import DEFAULT_EXTRACTOR, FEATURES, Detection
+from training.config import AUTO, DEFAULT_FAMILY_SIZE, ESTIMATORS, DenoiserConfig, FitConfig, TrainConfig
+
+DEVICES = ["auto", "cpu", "cuda"]
+DEVICE_HELP = "where to compute: auto picks CUDA when available"
+# The parsers need only the light modules above; each handler imports torch-using code when it runs,
+# so `dif --help` and `dif train --help` answer at once.
 
 
 def add_training_options(p: argparse.ArgumentParser) -> None:
     defaults = TrainConfig()
-    p.add_argument("--prior", default=defaults.prior, choices=["mean", "unet"],
-                   help="fingerprint prior: closed-form mean (default, fast) or DIF's U-Net (slow on CPU)")
+    p.add_argument("--estimator", default=AUTO, choices=[AUTO, *ESTIMATORS, "flags"],
+                   help="how the fingerprint is estimated and decided on: auto chooses per generator by inner "
+                        "cross-validation among the named ones; flags uses --prior/--feature/--max-shift as given")
+    p.add_argument("--prior", default=defaults.prior, choices=["mean", "lattice", "unet"],
+                   help="fingerprint prior with --estimator flags: closed-form mean (fast), its --period lattice, "
+                        "or DIF's U-Net (slow on CPU)")
+    p.add_argument("--period", type=int, default=defaults.period, help="lattice period in pixels (--prior lattice)")
     p.add_argument("--steps", type=int, default=defaults.steps, help="optimisation steps (U-Net prior)")
     p.add_argument("--width", type=int, default=defaults.width, help="U-Net width (channels at the top level)")
     p.add_argument("--lr", type=float, default=defaults.lr, help="learning rate (U-Net prior)")
     p.add_argument("--seed", type=int, default=0, help="seed of folds, sampling and the U-Net")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--device", default="auto", choices=DEVICES, help=DEVICE_HELP)
     p.add_argument("--extractor", default=DEFAULT_EXTRACTOR, help="residual extractor key (name@version)")
     p.add_argument("--extractor-dir", type=Path, default=None, help="weights folder of a learned extractor")
     p.add_argument("--crops", type=int, default=Detection().max_crops, help="crops per image (grid-aligned)")
@@ -53,11 +57,12 @@ def add_rate_options(p: argparse.ArgumentParser) -> None:
 
 
 def fit_config(args: argparse.Namespace) -> FitConfig:
-    train = replace(TrainConfig(), prior=args.prior, steps=args.steps, width=args.width, lr=args.lr, seed=args.seed)
+    train = replace(TrainConfig(), prior=args.prior, steps=args.steps, width=args.width, lr=args.lr, seed=args.seed,
+                    period=args.period)
     shift = args.max_shift if args.feature in ("peak", "peak_z") else 0
     detection = Detection(feature=args.feature, max_shift=shift, max_crops=args.crops)
     return FitConfig(train=train, detection=detection, calibration=args.calibration,
-                     augment_jpeg=tuple(args.augment_jpeg))
+                     augment_jpeg=tuple(args.augment_jpeg), estimator=args.estimator)
 
 
 def print_report(report: dict[str, Any], as_json: bool) -> None:
@@ -77,6 +82,11 @@ def check_positive(value: int, flag: str) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from dif.artifact import save_fingerprint
+    from dif.extractors import create
+    from training.build import train_artifact
+    from training.trainer import resolve_device
+
     device = resolve_device(args.device)
     extractor = create(args.extractor, args.extractor_dir)
     name = args.name or Path(args.data_dir).resolve().name.lower()
@@ -92,6 +102,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from dif.artifact import load_fingerprint
+    from dif.extractors import create
+    from training.evaluate import evaluate
+    from training.trainer import resolve_device
+
     fp = load_fingerprint(args.fp_dir)
     extractor = create(fp.extractor_key, args.extractor_dir)
     check_positive(args.family_size, "--family-size")
@@ -102,6 +117,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_crossval(args: argparse.Namespace) -> int:
+    from dif.extractors import create
+    from training.evaluate import crossval
+    from training.trainer import resolve_device
+
     extractor = create(args.extractor, args.extractor_dir)
     check_positive(args.family_size, "--family-size")
     report = crossval(Path(args.data_dir), extractor, fit_config(args), args.folds, resolve_device(args.device),
@@ -112,6 +131,9 @@ def cmd_crossval(args: argparse.Namespace) -> int:
 
 
 def cmd_train_denoiser(args: argparse.Namespace) -> int:
+    from training.denoiser import train_denoiser
+    from training.trainer import resolve_device
+
     config = DenoiserConfig(depth=args.depth, width=args.width, steps=args.steps, seed=args.seed)
     model = train_denoiser(Path(args.real_dir), args.out, config, resolve_device(args.device), not args.quiet)
     print(f"wrote {args.out} ({model.key}, digest {model.digest()[:12]})")
@@ -119,6 +141,9 @@ def cmd_train_denoiser(args: argparse.Namespace) -> int:
 
 
 def cmd_blank(args: argparse.Namespace) -> int:
+    from training.blank import blank_experiment
+    from training.trainer import resolve_device
+
     config = replace(TrainConfig(), width=args.width, seed=args.seed)
     stats = blank_experiment(args.out, config, steps=args.steps, device=resolve_device(args.device))
     print(json.dumps({"out": str(args.out), **stats}))
@@ -126,6 +151,10 @@ def cmd_blank(args: argparse.Namespace) -> int:
 
 
 def cmd_build_defaults(args: argparse.Namespace) -> int:
+    from dif.extractors import create
+    from training.build import build_defaults
+    from training.trainer import resolve_device
+
     written = build_defaults(args.data, args.out, fit_config(args), create(args.extractor, args.extractor_dir),
                              resolve_device(args.device), folds=args.folds, pool_reals=args.pool_reals,
                              progress=not args.quiet, reals=args.reals)
@@ -157,7 +186,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("data_dir", help="folder with 0_real/ and 1_fake/")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--device", default="auto", choices=DEVICES, help=DEVICE_HELP)
     p.add_argument("--extractor-dir", type=Path, default=None, help="weights folder of a learned extractor")
     add_rate_options(p)
     p.set_defaults(func=cmd_eval)
@@ -174,22 +203,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_crossval)
 
     p = sub.add_parser("train-denoiser", help="train a DnCNN residual extractor on real photos")
-    p.add_argument("real_dir")
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--depth", type=int, default=DenoiserConfig().depth)
-    p.add_argument("--width", type=int, default=DenoiserConfig().width)
-    p.add_argument("--steps", type=int, default=DenoiserConfig().steps)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("real_dir", help="folder of real photos (synthetic noise is added to them)")
+    p.add_argument("--out", required=True, type=Path, help="folder to write denoiser.safetensors and metadata.json")
+    p.add_argument("--depth", type=int, default=DenoiserConfig().depth, help="convolution layers")
+    p.add_argument("--width", type=int, default=DenoiserConfig().width, help="channels per layer")
+    p.add_argument("--steps", type=int, default=DenoiserConfig().steps, help="optimisation steps")
+    p.add_argument("--seed", type=int, default=0, help="seed of patches and initial weights")
+    p.add_argument("--device", default="auto", choices=DEVICES, help=DEVICE_HELP)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train_denoiser)
 
     p = sub.add_parser("blank", help="gray-image experiment: the U-Net's own output for a flat gray target")
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--out", required=True, type=Path, help="folder for blank_image.png, blank_spectrum.png and "
+                                                           "blank_output.safetensors")
+    p.add_argument("--steps", type=int, default=200, help="optimisation steps of the U-Net towards flat gray")
     p.add_argument("--width", type=int, default=TrainConfig().width)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--seed", type=int, default=0, help="seed of the fixed input noise and the weights")
+    p.add_argument("--device", default="auto", choices=DEVICES, help=DEVICE_HELP)
     p.set_defaults(func=cmd_blank)
 
     p = sub.add_parser("build-defaults", help="train the embedded fingerprint set: one per generator folder")

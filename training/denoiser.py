@@ -8,7 +8,7 @@ noise estimate is the residual.
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -18,21 +18,9 @@ from tqdm import tqdm
 from dif.errors import DatasetError
 from dif.extractors import DnCNN, save_denoiser
 from dif.images import decode_image
+from training.config import DenoiserConfig
 from training.data import IMAGE_SUFFIXES
 from training.trainer import seed_everything
-
-
-@dataclass(frozen=True)
-class DenoiserConfig:
-    depth: int = 6
-    width: int = 16
-    steps: int = 600
-    batch: int = 16
-    patch: int = 64
-    lr: float = 1e-3
-    sigma_min: float = 1.0 / 255
-    sigma_max: float = 15.0 / 255
-    seed: int = 0
 
 
 def load_photos(folder: Path, limit: int = 500) -> list[torch.Tensor]:

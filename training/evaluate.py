@@ -36,11 +36,7 @@ from training.data import (
 )
 from training.metrics import roc_auc, wilson
 from training.perturb import jpeg
-from training.pipeline import FitConfig, Scored, fit_fingerprint, score_cache, stratified_folds
-
-# The embedded set holds five generators: a fingerprint evaluated alone is held to the share of
-# the rate it gets when served beside them.
-DEFAULT_FAMILY_SIZE = 5
+from training.pipeline import DEFAULT_FAMILY_SIZE, FitConfig, Scored, fit_fingerprint, score_cache, stratified_folds
 
 
 def real_pool(folders: list[Path]) -> LabelledImages:
@@ -181,14 +177,15 @@ def crossval_cache(cache: ResidualCache, config: FitConfig, folds: int, device: 
         train = [i for i in range(len(cache.labels)) if i not in out]
         fitted = fit_fingerprint(cache, train, replace(config, train=replace(config.train, seed=seed + k)),
                                  device, progress=False)
-        scored = score_cache(fitted.fingerprint, fitted.null, test_source, config.detection, device, held)
+        scored = score_cache(fitted.fingerprint, fitted.null, test_source, fitted.detection, device, held)
         labels = test_source.labels[held]
         fakes.append(scored[labels == 1])
         reals_held.append(scored[labels == 0])
         if reals is not None:
-            pool_scored.append(score_cache(fitted.fingerprint, fitted.null, reals, config.detection, device))
+            pool_scored.append(score_cache(fitted.fingerprint, fitted.null, reals, fitted.detection, device))
         fold_reports.append({"auc": auc_of(fakes[-1], reals_held[-1]), "n_fake": int((labels == 1).sum()),
                              "n_real": int((labels == 0).sum()), "null_scale": fitted.null.scale,
+                             "estimator": fitted.estimator["name"],
                              "tpr_at_fpr": {rate_key(r): detection_rate(fakes[-1].p, r, family_size)
                                             for r in REPORTED_RATES}})
     fake, real = Scored.cat(fakes), Scored.cat(reals_held)

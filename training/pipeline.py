@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 
-from dif.artifact import Detection
 from dif.calibration import Calibration, fit
-from dif.decision import NullModel, fit_null, p_values
+from dif.decision import DEFAULT_RATE, NullModel, fit_null, p_values
+from dif.detection import Detection
 from dif.scoring import CorrelationScorer
+from training.config import AUTO, DEFAULT_FAMILY_SIZE, ESTIMATORS, Estimator, FitConfig
 from training.data import FAKE, REAL, ResidualCache
 from training.trainer import TrainConfig, train_fingerprint
-
-
-@dataclass(frozen=True)
-class FitConfig:
-    train: TrainConfig = TrainConfig()
-    detection: Detection = Detection()
-    # "inner-cv": the null's tail correction (and the recorded centres) from images the fingerprint
-    # did not see; "train": no inner folds, theory's N(0, 1) null and centres of the training images.
-    calibration: str = "inner-cv"
-    inner_folds: int = 3
-    augment_jpeg: tuple[int, ...] = ()  # JPEG qualities of extra training copies (robustness, no JPEG shortcut)
 
 
 def image_statistic(fingerprint: torch.Tensor, cache: ResidualCache, detection: Detection,
@@ -33,7 +24,8 @@ def image_statistic(fingerprint: torch.Tensor, cache: ResidualCache, detection: 
     that many images' crops are ever copied.
     """
     chosen = list(range(len(cache.labels))) if images is None else images
-    scorer = CorrelationScorer(fingerprint[None].to(device), max_shift=detection.window)
+    scorer = CorrelationScorer(fingerprint[None].to(device), max_shift=detection.window,
+                               background=detection.statistic == "zbg")
     out = torch.empty(len(chosen))
     for start in range(0, len(chosen), chunk):
         part = cache.subset(chosen[start : start + chunk])
@@ -86,10 +78,10 @@ def stratified_folds(labels: list[int] | torch.Tensor, folds: int, seed: int) ->
     return [sorted(b) for b in buckets]
 
 
-def _train_on(cache: ResidualCache, images: list[int], config: FitConfig, device: torch.device,
+def _train_on(cache: ResidualCache, images: list[int], train: TrainConfig, device: torch.device,
               progress: bool) -> torch.Tensor:
-    return train_fingerprint(cache.class_crops(images, REAL), cache.class_crops(images, FAKE),
-                             config.train, device, progress)
+    return train_fingerprint(cache.class_crops(images, REAL), cache.class_crops(images, FAKE), train, device,
+                             progress)
 
 
 @dataclass(frozen=True)
@@ -97,28 +89,67 @@ class Fitted:
     fingerprint: torch.Tensor
     calibration: Calibration  # centres and spreads of the statistic (informational, for people and lineage)
     null: NullModel
+    detection: Detection  # the chosen estimator's statistic
+    estimator: dict[str, Any]  # which estimator, how it was chosen, every candidate's inner-CV figures
+
+
+def candidates(config: FitConfig) -> list[tuple[str, FitConfig]]:
+    """The (name, config) pairs inner cross-validation chooses among."""
+    def applied(e: Estimator) -> FitConfig:
+        return replace(config, train=replace(config.train, prior=e.prior, period=e.period),
+                       detection=replace(config.detection, feature=e.feature, max_shift=0))
+
+    if config.estimator == "flags":
+        return [("flags", config)]
+    if config.estimator == AUTO:
+        return [(name, applied(e)) for name, e in ESTIMATORS.items()]
+    if config.estimator not in ESTIMATORS:
+        raise ValueError(f"estimator must be auto, flags or one of {', '.join(ESTIMATORS)}, not {config.estimator!r}")
+    return [(config.estimator, applied(ESTIMATORS[config.estimator]))]
+
+
+def inner_merit(stats: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+    """How well held-out statistics separate, as the service would decide: (TPR at the default
+    per-generator threshold under the null fitted on the held-out reals, median fake in null units)."""
+    null = fit_null(stats[labels == REAL])
+    fakes = stats[labels == FAKE].double() / null.scale
+    threshold = float(-torch.special.ndtri(torch.tensor(DEFAULT_RATE / DEFAULT_FAMILY_SIZE, dtype=torch.float64)))
+    return float((fakes >= threshold).double().mean()), float(fakes.median())
 
 
 def fit_fingerprint(cache: ResidualCache, images: list[int], config: FitConfig, device: torch.device,
                     progress: bool = True) -> Fitted:
-    """Train on ``images`` of the cache and fit the null model its decisions are taken with.
+    """Choose the estimator, train on ``images`` of the cache and fit the null model.
 
-    With ``inner-cv`` the statistic of every training image is measured with a fingerprint
-    that did not see it (an inner k-fold): the held-out reals widen the null where they
-    spread more than N(0, 1). Training images themselves correlate with their own
-    fingerprint and would say nothing about unseen photos.
+    With ``inner-cv`` every training image's statistic is measured with a fingerprint that
+    did not see it (an inner k-fold), once per candidate estimator. The candidate whose held-out
+    fakes pass the service's threshold most often (then: sit highest) wins, and its held-out
+    reals widen the null where they spread more than N(0, 1). Training images themselves
+    correlate with their own fingerprint and say nothing about unseen photos.
     """
-    fingerprint = _train_on(cache, images, config, device, progress)
+    options = candidates(config)
     labels = cache.labels[images]
     inner = min(config.inner_folds, int((labels == REAL).sum()), int((labels == FAKE).sum()))
     if config.calibration == "train" or inner < 2:
-        stats = image_statistic(fingerprint, cache, config.detection, device, images)
-        return Fitted(fingerprint, fit(stats[labels == REAL], stats[labels == FAKE], "train"), NullModel())
-    stats = torch.empty(len(images))
+        name, chosen = options[0]
+        fingerprint = _train_on(cache, images, chosen.train, device, progress)
+        stats = image_statistic(fingerprint, cache, chosen.detection, device, images)
+        return Fitted(fingerprint, fit(stats[labels == REAL], stats[labels == FAKE], "train"), NullModel(),
+                      chosen.detection, {"name": name, "chosen_by": "given (no inner folds)"})
+    held_out = {name: torch.empty(len(images)) for name, _ in options}
     for held in stratified_folds(labels, inner, config.train.seed + 1):
         out = set(held)
         kept = [images[i] for i in range(len(images)) if i not in out]
-        inner_fp = _train_on(cache, kept, config, device, progress=False)
-        stats[held] = image_statistic(inner_fp, cache, config.detection, device, [images[i] for i in held])
-    calibration = fit(stats[labels == REAL], stats[labels == FAKE], f"inner-cv-{inner}")
-    return Fitted(fingerprint, calibration, fit_null(stats[labels == REAL]))
+        for name, option in options:
+            inner_fp = _train_on(cache, kept, option.train, device, progress=False)
+            held_out[name][held] = image_statistic(inner_fp, cache, option.detection, device,
+                                                   [images[i] for i in held])
+    merits = {name: inner_merit(stats, labels) for name, stats in held_out.items()}
+    name = max(merits, key=lambda n: merits[n])  # first of equals: the list's order breaks ties
+    chosen = dict(options)[name]
+    stats = held_out[name]
+    fingerprint = _train_on(cache, images, chosen.train, device, progress)
+    estimator = {"name": name, "chosen_by": f"inner-cv-{inner}" if len(options) > 1 else "given",
+                 "candidates": {n: {"tpr": round(m[0], 4), "median_fake": round(m[1], 3)} for n, m in merits.items()}}
+    return Fitted(fingerprint, fit(stats[labels == REAL], stats[labels == FAKE], f"inner-cv-{inner}"),
+                  fit_null(stats[labels == REAL]), chosen.detection, estimator)

@@ -9,7 +9,6 @@ the output is the fingerprint.
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -17,32 +16,8 @@ from tqdm import tqdm
 
 from dif.scoring import standardize
 from dif.unet import UNet
+from training.config import TrainConfig as TrainConfig  # re-exported: its home is torch-free
 from training.data import CropSet
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    steps: int = 150
-    lr: float = 5e-4
-    margin: float = 0.01
-    ema: float = 0.99
-    depth: int = 4
-    width: int = 32
-    noise_channels: int = 16
-    noise_scale: float = 0.1
-    jitter: float = 0.03
-    batch_per_class: int = 64
-    seed: int = 0
-    loss: str = "gap"  # "gap": mean fake minus mean real correlation; "pairwise": margin hinge per pair
-    ema_start: float = 0.3  # fraction of steps before the EMA starts: early outputs are the untrained prior
-    # "unet": DIF's deep prior (reference hyper-parameters above). "mean": the closed-form optimum of
-    # the "gap" loss without a prior (mean fake minus mean real standardized residual). On a 2-core
-    # CPU the U-Net cannot converge within a practical step budget and loses accuracy (docs/accuracy.md),
-    # so "mean" is the default; "unet" is there for GPUs and for comparison.
-    prior: str = "mean"
-
-    def to_dict(self) -> dict[str, float | int]:
-        return asdict(self)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -82,6 +57,15 @@ def standardized_mean(crops: CropSet, device: torch.device, chunk: int = 256) ->
     return total / len(crops)
 
 
+def lattice(pattern: torch.Tensor, period: int) -> torch.Tensor:
+    """``[C, S, S]`` -> its P-periodic part: the mean over every P x P cell, tiled back to S x S."""
+    channels, height, width = pattern.shape
+    if height % period or width % period:
+        raise ValueError(f"a lattice of period {period} needs a crop size divisible by it, not {height}x{width}")
+    cell = pattern.reshape(channels, height // period, period, width // period, period).mean(dim=(1, 3))
+    return cell.repeat(1, height // period, width // period)
+
+
 def train_fingerprint(real: torch.Tensor | CropSet, fake: torch.Tensor | CropSet, config: TrainConfig,
                       device: torch.device, progress: bool = True) -> torch.Tensor:
     """Train on residuals ``[Nr, 3, S, S]`` and ``[Nf, 3, S, S]``; returns the fingerprint ``[3, S, S]``."""
@@ -92,8 +76,9 @@ def train_fingerprint(real: torch.Tensor | CropSet, fake: torch.Tensor | CropSet
     gen = seed_everything(config.seed)
     shape = real.crop_shape
     size = shape[-1]
-    if config.prior == "mean":
-        return (standardized_mean(fake, device) - standardized_mean(real, device)).reshape(shape).float().cpu()
+    if config.prior in ("mean", "lattice"):
+        mean = (standardized_mean(fake, device) - standardized_mean(real, device)).reshape(shape).float().cpu()
+        return mean if config.prior == "mean" else lattice(mean, config.period)
     net = UNet(config.noise_channels, 3, config.depth, config.width).to(device).train()
     noise = (torch.rand((1, config.noise_channels, size, size), generator=gen) * config.noise_scale).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr)

@@ -53,7 +53,7 @@ def test_train_denoiser_then_use_it(tmp_path, ltim, capsys):
 # --- help: fast, complete, and errors with the sub-command's own usage ------------------------------
 
 # The modules whose parsers are built without torch (training.commands still imports it: see below).
-LIGHT_MODULES = ("app.cli", "training.import_commands", "training.lineage_commands")
+LIGHT_MODULES = ("app.cli", "training.commands", "training.import_commands", "training.lineage_commands")
 HEAVY = ("torch", "fastapi", "uvicorn", "numpy", "matplotlib")
 
 
@@ -80,8 +80,6 @@ def test_sub_command_help_imports_no_heavy_module(module: str) -> None:
         assert not heavy, f"`dif {command} --help` imports {sorted(heavy)}"
 
 
-@pytest.mark.xfail(strict=True, reason="training/commands.py imports torch at module level (issue 15); "
-                                       "remove this mark once it imports it in its handlers")
 def test_top_level_help_imports_no_heavy_module() -> None:
     heavy = imported_by(["--help"]) & set(HEAVY)
     assert not heavy, f"`dif --help` imports {sorted(heavy)}"

@@ -1,0 +1,89 @@
+"""Training configurations and their defaults, importable without torch (command-line help reads them)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from dif.detection import Detection
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 150
+    lr: float = 5e-4
+    margin: float = 0.01
+    ema: float = 0.99
+    depth: int = 4
+    width: int = 32
+    noise_channels: int = 16
+    noise_scale: float = 0.1
+    jitter: float = 0.03
+    batch_per_class: int = 64
+    seed: int = 0
+    loss: str = "gap"  # "gap": mean fake minus mean real correlation; "pairwise": margin hinge per pair
+    ema_start: float = 0.3  # fraction of steps before the EMA starts: early outputs are the untrained prior
+    # "unet": DIF's deep prior (reference hyper-parameters above). "mean": the closed-form optimum of
+    # the "gap" loss without a prior (mean fake minus mean real standardized residual). On a 2-core
+    # CPU the U-Net cannot converge within a practical step budget and loses accuracy (docs/accuracy.md),
+    # so "mean" is the default; "unet" is there for GPUs and for comparison.
+    prior: str = "mean"
+    # "lattice": the "mean" optimum folded modulo ``period`` pixels and tiled back: only the
+    # frequencies of a P-periodic pattern are kept, each averaged over every period cell of every
+    # crop. Generators upsample by powers of two (SD's VAE x8, diffusion upsamplers x4), so their
+    # traces live on such a lattice while most of the mean's estimation noise does not.
+    period: int = 8
+
+    def to_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DenoiserConfig:
+    depth: int = 6
+    width: int = 16
+    steps: int = 600
+    batch: int = 16
+    patch: int = 64
+    lr: float = 1e-3
+    sigma_min: float = 1.0 / 255
+    sigma_max: float = 15.0 / 255
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Estimator:
+    """How a fingerprint is estimated from residuals and which statistic decides on it."""
+
+    name: str
+    prior: str  # TrainConfig.prior
+    period: int  # lattice period (prior "lattice")
+    feature: str  # Detection.feature
+
+
+# Chosen per generator by inner cross-validation (``select``), never by hand: the closed-form
+# mean with the self-normalised z (the schema-1 default) or the background-normalised z_bg, and
+# its 8- and 16-pixel lattice projections (crops sit on a 16-pixel grid, so both keep the phase).
+ESTIMATORS = {e.name: e for e in (
+    Estimator("mean/z", "mean", 8, "correlation"),
+    Estimator("mean/zbg", "mean", 8, "zbg"),
+    Estimator("lattice8/zbg", "lattice", 8, "zbg"),
+    Estimator("lattice16/zbg", "lattice", 16, "zbg"),
+)}
+AUTO = "auto"
+# The embedded set holds five generators: a fingerprint evaluated alone is held to the share of
+# the rate it gets when served beside them.
+DEFAULT_FAMILY_SIZE = 5
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    train: TrainConfig = TrainConfig()
+    detection: Detection = Detection()
+    # "auto": choose among ESTIMATORS by inner cross-validation; a name: that one; "flags": the
+    # train/detection settings as given (--prior, --feature, --max-shift).
+    estimator: str = AUTO
+    # "inner-cv": the null's tail correction (and the recorded centres) from images the fingerprint
+    # did not see; "train": no inner folds, theory's N(0, 1) null and centres of the training images.
+    calibration: str = "inner-cv"
+    inner_folds: int = 3
+    augment_jpeg: tuple[int, ...] = ()  # JPEG qualities of extra training copies (robustness, no JPEG shortcut)

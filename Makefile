@@ -28,7 +28,8 @@ test: deps setup
 	$(BIN)/python -m pytest -q tests
 
 lint: setup
-	$(BIN)/ruff check dif training app tests bench
+	$(BIN)/ruff check dif training app scan tests bench
+	$(BIN)/mypy
 	$(BIN)/hadolint Dockerfile
 
 fingerprints: setup

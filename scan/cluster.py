@@ -66,7 +66,8 @@ ROWS_PER_FILE = 10_000
 _FLOAT, _STRING, _BOOL = pa.float64(), pa.string(), pa.bool_()
 FIXED_TYPES: dict[str, pa.DataType] = {
     "path": _STRING, "size": pa.int64(), "width": pa.int32(), "height": pa.int32(), "crops": pa.int32(),
-    "verdict": _STRING, "fake": _BOOL, "top": _STRING, "candidates": pa.list_(_STRING), "p_value": _FLOAT,
+    "verdict": _STRING, "fake": _BOOL, "evidence": _STRING, "top": _STRING, "candidates": pa.list_(_STRING),
+    "p_value": _FLOAT,
     "rate": _FLOAT, "error_code": _STRING, "error": _STRING, "c2pa_state": _STRING, "c2pa_trust": _STRING,
     "declared_ai": _BOOL, "declared_generator": _STRING, "declared_by": _STRING, "provenance_validated": _BOOL,
     "provenance_decisive": _BOOL, "model_version": _STRING, "extractor": _STRING, "fingerprints_digest": _STRING,

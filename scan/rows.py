@@ -24,6 +24,7 @@ from dif.errors import DifError
 from dif.fingerprint_set import FingerprintSet, default_fingerprints_dir, load_fingerprint_set
 from dif.images import DEFAULT_MAX_PIXELS, decode_image
 from dif.provenance import Provenance, read_provenance
+from dif.verdict import combined
 
 log = logging.getLogger("scan")
 
@@ -32,7 +33,8 @@ CPU_RESIDUAL_CHUNK, DEVICE_RESIDUAL_CHUNK = 8, 64
 
 # Fixed columns, in output order; each generator adds ``p_value_<name>`` and ``score_<name>``
 # after ``rate`` (see ``columns``). Types are Parquet's (scan.cluster.schema).
-LEADING = ("path", "size", "width", "height", "crops", "verdict", "fake", "top", "candidates", "p_value", "rate")
+LEADING = ("path", "size", "width", "height", "crops", "verdict", "fake", "evidence", "top", "candidates", "p_value",
+           "rate")
 TRAILING = ("error_code", "error", "c2pa_state", "c2pa_trust", "declared_ai", "declared_generator", "declared_by",
             "provenance_validated", "provenance_decisive", "model_version", "extractor", "fingerprints_digest")
 
@@ -139,8 +141,12 @@ def row(item: Decoded, verdict: ImageVerdict | None, stamp: Stamp) -> dict[str, 
     if item.prepared is not None:
         out.update(width=item.prepared.width, height=item.prepared.height, crops=len(item.prepared.positions))
     by_name = {s.generator: s for s in verdict.generators} if verdict else {}
-    out.update(verdict=verdict.verdict if verdict else None, fake=verdict.fake if verdict else None,
-               top=verdict.top if verdict else None, candidates=list(verdict.candidates) if verdict else None,
+    # The service's rule (dif.verdict): a decisive provenance declaration makes the row fake too.
+    final = combined(verdict, bool(item.provenance.get("provenance_decisive")),
+                     item.provenance.get("declared_generator")) if verdict else None
+    out.update(verdict=final.verdict if final else None, fake=final.fake if final else None,
+               evidence=final.evidence if final else None,
+               top=final.top if final else None, candidates=list(final.candidates) if final else None,
                p_value=verdict.p_value if verdict else None, rate=verdict.rate if verdict else None)
     for name in stamp.generators:
         out[f"p_value_{name}"] = by_name[name].p_value if verdict else None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
@@ -28,9 +27,8 @@ from app.schemas import (
 )
 from app.service import Service
 from dif.decision import MAX_RATE, MIN_RATE, OperatingPoint, check_rate
-from dif.detector import ImageVerdict
 from dif.errors import DifError, InvalidRate
-from dif.provenance import Provenance
+from dif.verdict import final_verdict
 
 T = TypeVar("T")
 
@@ -190,52 +188,10 @@ async def _before(deadline: float, work: Awaitable[T], service: Service) -> T:
                                "(DIF_REQUEST_TIMEOUT_S); the service is overloaded") from None
 
 
-@dataclass(frozen=True)
-class Decision:
-    """The answer for one image: the fingerprints' verdict, or ``fake`` on a decisive declaration."""
-
-    verdict: str
-    evidence: str | None  # fingerprint | provenance | fingerprint+provenance, for a fake
-    top: str | None
-    candidates: list[str]
-
-    @property
-    def fake(self) -> bool:
-        return self.verdict == "fake"
-
-
-def decide(verdict: ImageVerdict, provenance: Provenance | None) -> Decision:
-    """Only a decisive declaration (AI-generated, C2PA-valid, signer on the operator's trust list) moves a
-    verdict, and only to ``fake``: unsigned or untrusted claims are anyone's to write, and a missing
-    manifest is the normal case for generated images too (docs/provenance.md). Fingerprint scores,
-    p-value and rate stay the fingerprints' own."""
-    by_fingerprint = verdict.verdict == "fake"
-    if provenance is None or not provenance.decisive:
-        return Decision(verdict.verdict, "fingerprint" if by_fingerprint else None, verdict.top, verdict.candidates)
-    evidence = "fingerprint+provenance" if by_fingerprint else "provenance"
-    declared = loaded_generator(provenance.declared_generator, [s.generator for s in verdict.generators])
-    if declared is None:  # a generator this set does not know: the fingerprints' blame stands
-        return Decision("fake", evidence, verdict.top, verdict.candidates)
-    return Decision("fake", evidence, declared, [declared])
-
-
-def loaded_generator(declared: str | None, loaded: list[str]) -> str | None:
-    """The loaded generator a declared name is, compared without case, spaces or punctuation
-    ("DALL-E 2" is ``dalle_2``); None when it is none of them ("DALL-E" alone could be several)."""
-    if not declared:
-        return None
-    key = _name_key(declared)
-    return next((name for name in loaded if key and _name_key(name) == key), None)
-
-
-def _name_key(name: str) -> str:
-    return re.sub(r"[\W_]+", "", name.casefold())
-
-
 def _result(upload: Upload, item: PreparedImage, done: Done[ImageScores], total_ms: float,
             service: Service) -> ImageResult:
     verdict = done.value.verdict
-    decision = decide(verdict, item.provenance)
+    decision = final_verdict(verdict, item.provenance)
     for s in verdict.generators:
         service.metrics.detections.labels(generator=s.generator, verdict="fake" if s.fake else "real").inc()
     service.metrics.images.labels(verdict=decision.verdict).inc()

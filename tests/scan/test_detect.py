@@ -59,6 +59,7 @@ def test_declared_provenance_is_read_from_the_file(detected) -> None:
     signed = rows[SIGNED]
     assert (signed["c2pa_state"], signed["c2pa_trust"], signed["declared_ai"]) == ("valid", "trusted", True)
     assert signed["provenance_validated"] and signed["provenance_decisive"]
+    assert signed["verdict"] == "fake" and "provenance" in signed["evidence"]  # the service's rule, dif.verdict
     plain = rows["photos/street.png"]
     assert (plain["c2pa_state"], plain["provenance_decisive"]) == ("absent", False)
     # Read even where the pixels cannot be scored: a text file declares nothing.

@@ -82,9 +82,9 @@ def test_parquet_schema(collection: Collection, scanned) -> None:
     assert len(schemas) == 1, "every file of a scan has one schema"
     schema = schemas.pop()
     generators = sorted(p.name for p in EMBEDDED_FINGERPRINTS.iterdir() if p.is_dir())
-    assert schema.names[:11] == ["path", "size", "width", "height", "crops", "verdict", "fake", "top", "candidates",
-                                 "p_value", "rate"]
-    assert schema.names[11:11 + 2 * len(generators)] == [f"p_value_{g}" for g in generators] + \
+    assert schema.names[:12] == ["path", "size", "width", "height", "crops", "verdict", "fake", "evidence", "top",
+                                 "candidates", "p_value", "rate"]
+    assert schema.names[12:12 + 2 * len(generators)] == [f"p_value_{g}" for g in generators] + \
         [f"score_{g}" for g in generators]
     types = dict(zip(schema.names, schema.types, strict=True))
     assert all(types[f"{kind}_{g}"] == pa.float64() for kind in ("p_value", "score") for g in generators)
@@ -97,6 +97,7 @@ def test_parquet_schema(collection: Collection, scanned) -> None:
     assert {tuple(r.values()) for r in table} == {(__version__, loaded.extractor_key, loaded.digest)}
     signed = pq.read_table(dest, filters=[("path", "=", collection.path(SIGNED))]).to_pylist()
     assert signed[0]["provenance_decisive"] is True
+    assert (signed[0]["verdict"], signed[0]["fake"]) == ("fake", True) and "provenance" in signed[0]["evidence"]
 
 
 def test_resume_scores_only_new_files(ray_session: None, tmp_path: Path, capsys) -> None:

@@ -128,38 +128,61 @@ class Timings(BaseModel):
     total_ms: float
 
 
+class FileError(BaseModel):
+    code: str = Field(description="stable, machine-readable reason (the same codes as a whole-request error)")
+    message: str
+
+
 class ImageResult(BaseModel):
+    """One image's answer. In a multi-file answer a failed entry has status >= 400, error set and every
+    other field but filename null; a scored one has status 200 and error null."""
+
     filename: str | None
-    verdict: Literal["fake", "inconclusive", "real"] = Field(
+    status: int = Field(default=200, description="HTTP-like status of this file alone: 200 scored, else the "
+                                                 "status a single-file upload of it would have got")
+    error: FileError | None = Field(default=None, description="why this file was not scored; null when it was")
+    verdict: Literal["fake", "inconclusive", "real"] | None = Field(
+        default=None,
         description="fake: some generator passes at false_positive_rate, or a valid C2PA manifest by a trusted "
                     "signer declares the image AI-generated (see evidence); inconclusive: the strongest passes only "
                     "at DIF_INCONCLUSIVE_RATE; real: no loaded generator's fingerprint is found (and no decisive "
                     "declaration)")
-    fake: bool = Field(description="verdict == fake: on fingerprints alone a real photo gets this with probability "
-                                   "at most false_positive_rate, however many generators are loaded")
+    fake: bool | None = Field(
+        default=None,
+        description="verdict == fake: on fingerprints alone a real photo gets this with probability at most "
+                    "false_positive_rate, however many generators are loaded")
     evidence: Literal["fingerprint", "provenance", "fingerprint+provenance"] | None = Field(
+        default=None,
         description="of a fake: what it rests on. fingerprint: the fingerprints pass at false_positive_rate; "
                     "provenance: a decisive C2PA declaration (provenance.decisive), the fingerprints alone do not "
                     "say fake; fingerprint+provenance: both. null when the verdict is not fake")
-    top: str | None = Field(description="the generator blamed; null when none passes, or when another generator's "
-                                        "evidence is too close to tell them apart (see candidates). On a decisive "
-                                        "declaration, the declared generator when it is a loaded one")
-    candidates: list[str] = Field(description="of a fake: every generator that may have made it, strongest first "
-                                              "(one entry when top is set; related generators share traits)")
-    top_score: float | None = Field(description="score of top, or null")
-    p_value: float = Field(description="family-wise p-value: the smallest per-generator p-value times the number "
-                                       "of generators, at most 1 (fake when <= false_positive_rate)")
-    false_positive_rate: float = Field(description="the rate this decision was taken at (fpr or the default)")
-    width: int
-    height: int
-    crops: int = Field(description="grid-aligned crops averaged for this image")
-    batch_size: int = Field(description="images in the forward pass that scored this one")
-    model_version: int = Field(description="loaded set that scored it (increments on each reload)")
-    scores: list[GeneratorScoreOut] = Field(description="one entry per loaded generator")
+    top: str | None = Field(
+        default=None,
+        description="the generator blamed; null when none passes, or when another generator's evidence is too "
+                    "close to tell them apart (see candidates). On a decisive declaration, the declared generator "
+                    "when it is a loaded one")
+    candidates: list[str] | None = Field(
+        default=None,
+        description="of a fake: every generator that may have made it, strongest first (one entry when top is "
+                    "set; related generators share traits)")
+    top_score: float | None = Field(default=None, description="score of top, or null")
+    p_value: float | None = Field(
+        default=None,
+        description="family-wise p-value: the smallest per-generator p-value times the number of generators, at "
+                    "most 1 (fake when <= false_positive_rate)")
+    false_positive_rate: float | None = Field(
+        default=None, description="the rate this decision was taken at (fpr or the default)")
+    width: int | None = None
+    height: int | None = None
+    crops: int | None = Field(default=None, description="grid-aligned crops averaged for this image")
+    batch_size: int | None = Field(default=None, description="images in the forward pass that scored this one")
+    model_version: int | None = Field(default=None, description="loaded set that scored it (increments on each reload)")
+    scores: list[GeneratorScoreOut] | None = Field(default=None, description="one entry per loaded generator")
     provenance: ProvenanceOut | None = Field(
+        default=None,
         description="declared provenance of the upload; only a decisive one changes the verdict, absent or "
                     "stripped metadata never lowers it. null when DIF_PROVENANCE is off")
-    timings_ms: Timings
+    timings_ms: Timings | None = None
 
 
 class DetectResponse(ImageResult):
@@ -169,7 +192,8 @@ class DetectResponse(ImageResult):
 
 
 class DetectManyResponse(BaseModel):
-    """Answer to uploads in the ``files`` field, in upload order."""
+    """Answer to uploads in the ``files`` field, in upload order: one entry per file, each with its own
+    status (a bad file fails alone; only when every file fails is the request answered with the first error)."""
 
     request_id: str
     results: list[ImageResult]

@@ -15,10 +15,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app.batcher import Admission, Done
 from app.deps import ServiceDep, require_api_key, require_ready
 from app.engine import ImageScores, PreparedImage
-from app.errors import DeadlineExceeded, MalformedUpload, MissingFile, TooManyFiles
+from app.errors import ApiError, DeadlineExceeded, MalformedUpload, MissingFile, TooManyFiles
 from app.schemas import (
     DetectManyResponse,
     DetectResponse,
+    FileError,
     GeneratorScoreOut,
     ImageResult,
     ProvenanceOut,
@@ -137,21 +138,56 @@ async def detect(request: Request, service: ServiceDep, uploads: UploadsDep, fpr
     point = operating_point(service, fpr, uploads.fpr)
     with service.batcher.admit(len(uploads.files)) as admission:
         scored = await _before(deadline, _score_all(service, uploads.files, deadline, admission, point), service)
+    # A lone upload, or a request whose every file failed, is answered with the (first) file's error, so a
+    # client that checks only the HTTP status still sees the 4xx.
+    if not uploads.many or all(isinstance(outcome, Exception) for outcome in scored):
+        _raise_first_error(scored)
     total_ms = _ms(time.monotonic() - started)
-    results = [_result(upload, item, done, total_ms, service)
-               for upload, (item, done) in zip(uploads.files, scored, strict=True)]
+    results = [_result(upload, outcome, total_ms, service) if not isinstance(outcome, Exception)
+               else _failed(upload, outcome, service)
+               for upload, outcome in zip(uploads.files, scored, strict=True)]
     request_id: str = request.state.request_id
     if uploads.many:
         return DetectManyResponse(request_id=request_id, results=results, total_ms=total_ms)
     return DetectResponse(**results[0].model_dump(), request_id=request_id)
 
 
+Scored = tuple[PreparedImage, Done[ImageScores]]
+# A file's own failure (it is not an image, its batch failed...): the other files of the request go on.
+FileFailure = ApiError | DifError
+
+
 async def _score_all(service: Service, uploads: Sequence[Upload], deadline: float, admission: Admission,
-                     point: OperatingPoint) -> list[tuple[PreparedImage, Done[ImageScores]]]:
-    prepared = await _all_or_first_error([_prepare(service, u, point) for u in uploads])
-    futures = [service.batcher.submit(item, deadline, admission) for item in prepared]
-    done = await _all_or_first_error(futures)
-    return list(zip(prepared, done, strict=True))
+                     point: OperatingPoint) -> list[Scored | FileFailure]:
+    """Each upload's scores or its own failure, in upload order."""
+    prepared = await _each([_prepare(service, u, point) for u in uploads])
+    # Submitted together so a request's images share a forward pass.
+    futures = {i: service.batcher.submit(item, deadline, admission)
+               for i, item in enumerate(prepared) if not isinstance(item, Exception)}
+    done = dict(zip(futures, await _each(list(futures.values())), strict=True))
+    outcomes: list[Scored | FileFailure] = []
+    for i, item in enumerate(prepared):
+        if isinstance(item, Exception):
+            outcomes.append(item)
+            continue
+        result = done[i]
+        outcomes.append(result if isinstance(result, Exception) else (item, result))
+    return outcomes
+
+
+async def _each(awaitables: Sequence[Awaitable[T]]) -> list[T | FileFailure]:
+    """Wait for all; a file's own failure is returned in its place, anything else (a bug) is raised."""
+    outcomes = await asyncio.gather(*awaitables, return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException) and not isinstance(outcome, ApiError | DifError):
+            raise outcome
+    return list(outcomes)  # type: ignore[arg-type]
+
+
+def _raise_first_error(outcomes: Sequence[Scored | FileFailure]) -> None:
+    for outcome in outcomes:
+        if isinstance(outcome, Exception):
+            raise outcome
 
 
 async def _prepare(service: Service, upload: Upload, point: OperatingPoint) -> PreparedImage:
@@ -171,15 +207,6 @@ async def _prepare(service: Service, upload: Upload, point: OperatingPoint) -> P
     return item
 
 
-async def _all_or_first_error(awaitables: Sequence[Awaitable[T]]) -> list[T]:
-    """Wait for all (so no error goes unretrieved), then raise the first failure in upload order."""
-    outcomes = await asyncio.gather(*awaitables, return_exceptions=True)
-    for outcome in outcomes:
-        if isinstance(outcome, BaseException):
-            raise outcome
-    return list(outcomes)  # type: ignore[arg-type]
-
-
 async def _before(deadline: float, work: Awaitable[T], service: Service) -> T:
     try:
         return await asyncio.wait_for(work, max(deadline - time.monotonic(), 0.0))
@@ -188,8 +215,17 @@ async def _before(deadline: float, work: Awaitable[T], service: Service) -> T:
                                "(DIF_REQUEST_TIMEOUT_S); the service is overloaded") from None
 
 
-def _result(upload: Upload, item: PreparedImage, done: Done[ImageScores], total_ms: float,
-            service: Service) -> ImageResult:
+def _failed(upload: Upload, failure: FileFailure, service: Service) -> ImageResult:
+    """The entry of a file that was not scored. Counted as a rejection, as it is when it fails a request alone."""
+    status, message = (failure.status, failure.message) if isinstance(failure, ApiError) \
+        else (failure.http_status, str(failure))
+    if status < 500:  # server faults are counted where they happen (batch failures)
+        service.metrics.rejections.labels(reason=failure.code).inc()
+    return ImageResult(filename=upload.filename, status=status, error=FileError(code=failure.code, message=message))
+
+
+def _result(upload: Upload, scored: Scored, total_ms: float, service: Service) -> ImageResult:
+    item, done = scored
     verdict = done.value.verdict
     decision = final_verdict(verdict, item.provenance)
     for s in verdict.generators:

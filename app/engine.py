@@ -125,10 +125,13 @@ class Engine:
         return self._current is not None
 
     def load(self) -> ModelSet:
-        """Build a new set from disk without installing it (blocking)."""
-        self._versions += 1
+        """Build a new set from disk without installing it (blocking). One load at a time (start-up, then
+        reloads under the service's reload lock), so reading and bumping the counter apart is safe."""
         started = time.perf_counter()
-        model = load_model_set(self.fingerprints_dir, self.extractor_dir, self.device, self._versions, self.precision)
+        version = self._versions + 1
+        model = load_model_set(self.fingerprints_dir, self.extractor_dir, self.device, version, self.precision)
+        # Counted only once the set is built: a failed reload must not use up a version number.
+        self._versions = version
         log.info("loaded %d fingerprints (%s) from %s on %s (%s) in %.2fs", len(model.names), model.extractor_key,
                  self.fingerprints_dir, self.device, "bf16" if model.detector.low_precision else "fp32",
                  time.perf_counter() - started)

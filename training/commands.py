@@ -81,12 +81,21 @@ def check_positive(value: int, flag: str) -> None:
         raise ValueError(f"{flag} must be at least 1, not {value}")
 
 
+def refuse_overwrite(out: Path, force: bool) -> None:
+    """Checked before training, so a mistyped --out costs seconds, not a training run and an artifact."""
+    from dif.artifact import METADATA_FILE, WEIGHTS_FILE
+
+    if not force and any((out / name).exists() for name in (WEIGHTS_FILE, METADATA_FILE)):
+        raise ValueError(f"{out} already holds an artifact; pass --force to overwrite it, or choose another --out")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from dif.artifact import save_fingerprint
     from dif.extractors import create
     from training.build import train_artifact
     from training.trainer import resolve_device
 
+    refuse_overwrite(args.out, args.force)
     device = resolve_device(args.device)
     extractor = create(args.extractor, args.extractor_dir)
     name = args.name or Path(args.data_dir).resolve().name.lower()
@@ -170,7 +179,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "(with --crossval) record its cross-validated TPR at FPR 1 %% and 5 %%.",
                        formatter_class=formatter)
     p.add_argument("data_dir", help="folder with 0_real/ (real photos) and 1_fake/ (the generator's images)")
-    p.add_argument("--out", required=True, type=Path, help="artifact folder to write")
+    p.add_argument("--out", required=True, type=Path,
+                   help="artifact folder to write (refused if it already holds an artifact, unless --force)")
+    p.add_argument("--force", action="store_true", help="overwrite the artifact already in --out")
     p.add_argument("--name", default=None, help="generator name (default: the data folder's name)")
     p.add_argument("--crossval", type=int, default=0,
                    help="also record k-fold TPR/FPR in the metadata (0: skip; GET /generators shows them)")

@@ -138,3 +138,17 @@ def test_unknown_flag_prints_the_sub_command_usage_and_one_error_line(argv: list
     assert err.startswith(f"usage: dif {argv[0]} "), err
     errors = [line for line in err.splitlines() if "error" in line]
     assert errors == [f"dif {argv[0]}: error: unrecognized arguments: --bogus"], err
+
+
+def test_train_refuses_to_overwrite_an_artifact_without_force(tmp_path, ltim, capsys):
+    out = tmp_path / "mj"
+    quick = ["--estimator", "flags", "--prior", "mean", "--calibration", "train", "--device", "cpu", "--quiet"]
+    assert main(["train", str(ltim / "mj"), "--out", str(out), *quick]) == 0
+    capsys.readouterr()
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert main(["train", str(ltim / "mj"), "--out", str(out), "--seed", "1", *quick]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--force" in err and str(out) in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # untouched
+    assert main(["train", str(ltim / "mj"), "--out", str(out), "--seed", "1", "--force", *quick]) == 0
+    assert "wrote" in capsys.readouterr().out

@@ -232,11 +232,18 @@ def validate_tensor(tensor: torch.Tensor, expected_size: int, source: str) -> No
 
 
 def discover(root: Path | str) -> list[Path]:
-    """Artifact folders directly under ``root`` (those holding a metadata file), sorted by name."""
+    """Artifact folders directly under ``root`` (those holding a metadata file), sorted by name; ``root``
+    itself when it is an artifact folder (a set of one: pointing at `dif train --out` is a natural mistake)."""
     base = Path(root)
     if not base.is_dir():
         raise ArtifactError(f"fingerprint folder {base} does not exist; set DIF_FINGERPRINTS_DIR")
-    return sorted(p for p in base.iterdir() if (p / METADATA_FILE).is_file() and (p / WEIGHTS_FILE).exists())
+    if _is_artifact(base):
+        return [base]
+    return sorted(p for p in base.iterdir() if _is_artifact(p))
+
+
+def _is_artifact(folder: Path) -> bool:
+    return (folder / METADATA_FILE).is_file() and (folder / WEIGHTS_FILE).exists()
 
 
 def load_all(root: Path | str) -> list[Fingerprint]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -73,6 +74,10 @@ def test_generators_and_lineage(serve: Callable[..., ThreadServer], tmp_path: Pa
         pair = client.lineage("alpha", "beta")
         assert isinstance(pair, LineageResult) and (pair.a, pair.b) == ("alpha", "beta")
         assert isinstance(pair.related, bool) and pair.population == len(names)
+        # An artifact of one's own, uploaded as the zip of its folder, against a loaded one.
+        archive = Path(shutil.make_archive(str(tmp_path / "mine"), "zip", tmp_path / "five" / "gamma"))
+        uploaded = client.lineage(archive, "beta")
+        assert uploaded.b == "beta" and uploaded.population == len(names)
         with pytest.raises(DifClientError) as unknown:
             client.lineage("alpha", "nobody")
     assert (unknown.value.status, unknown.value.code) == (404, "generator_not_found")

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import torch
 
+from dif import devices
 from dif.artifact import Fingerprint
 from dif.decision import OperatingPoint
 from dif.detector import Detector, ImageVerdict, Prepared
-from dif.errors import ArtifactError
 from dif.fingerprint_set import load_fingerprint_set
 from dif.images import decode_image
 from dif.provenance import Provenance, read_provenance
@@ -33,11 +33,7 @@ DEFAULT_RESIDUAL_CHUNK = 64
 
 
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ArtifactError("DIF_DEVICE=cuda but no CUDA device is available; use DIF_DEVICE=cpu or auto")
-    return torch.device(name)
+    return devices.resolve_device(name, "DIF_DEVICE")
 
 
 @dataclass(eq=False)

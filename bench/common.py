@@ -12,8 +12,9 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from dif.artifact import Detection  # noqa: E402
+from training.config import FitConfig  # noqa: E402
 from training.data import ResidualCache, build_cache, build_training_cache, scan, with_extra_reals  # noqa: E402
-from training.perturb import jpeg  # noqa: E402
+from training.perturb import jpeg, null_transforms  # noqa: E402
 
 LTIM = REPO.parent / "shared" / "data" / "ltim"
 REFERENCE = REPO.parent / "shared" / "data" / "reference-fingerprints"
@@ -33,5 +34,6 @@ def generator_cache(name: str, extractor, detection: Detection, pool_reals: bool
         return build_cache(images, extractor, 256, detection.max_crops, detection.align, torch.device("cpu"),
                            transform, progress=False), len(own.labels)
     cache = build_training_cache(images, extractor, 256, detection.max_crops, detection.align,
-                                 torch.device("cpu"), [jpeg(q) for q in augment_jpeg], progress=False)
+                                 torch.device("cpu"), [jpeg(q) for q in augment_jpeg], progress=False,
+                                 null_transforms=null_transforms(FitConfig().null_variants))
     return cache, len(own.labels)

@@ -30,8 +30,9 @@ from training.pipeline import FitConfig
 from training.trainer import TrainConfig
 
 VARIANTS = {
-    "ours zero-shift": Detection(feature="correlation"),
-    "ours shift search ±8": Detection(feature="peak", max_shift=8),
+    "ours zero-shift (mean/z)": ("flags", Detection(feature="correlation")),
+    "ours shift search ±8 (mean/peak_z)": ("flags", Detection(feature="peak", max_shift=8)),
+    "ours, estimator chosen by inner CV": ("auto", Detection()),
 }
 
 
@@ -65,8 +66,9 @@ def main() -> None:
                 row[name] = {"note": f"n/a ({type(exc).__name__})"}
                 continue
             cell = {}
-            for label, detection in VARIANTS.items():
-                config = FitConfig(train=TrainConfig(), detection=detection, augment_jpeg=tuple(args.augment_jpeg))
+            for label, (estimator, detection) in VARIANTS.items():
+                config = FitConfig(train=TrainConfig(), detection=detection, augment_jpeg=tuple(args.augment_jpeg),
+                                   estimator=estimator)
                 r = crossval_cache(train_cache, config, 5, torch.device("cpu"), progress=False,
                                    test_cache=test_cache, evaluated=own)
                 cell[label] = (f"{r['tpr_at_fpr']['0.01']:.2f} / {r['fpr_heldout_reals']['0.01']:.2f} / "

@@ -97,6 +97,10 @@ class NullModel:
                    n_reals=int(data.get("n_reals", 0)), observed_sd=None if observed is None else float(observed))
 
 
+TAIL_QUANTILE = 0.98
+TAIL_Z = 2.0537489  # Phi^-1(0.98)
+
+
 def fit_null(real_statistic: torch.Tensor, sign: float = 1.0) -> NullModel:
     """Tail correction from held-out real photos' statistic: widen the null when they spread more.
 
@@ -112,6 +116,10 @@ def fit_null(real_statistic: torch.Tensor, sign: float = 1.0) -> NullModel:
     # that sits above zero widens the null too, while one below zero (fingerprints are fake
     # minus real residuals, so reals often anti-correlate) does not make it narrower than theory.
     spread = float((values.clamp_min(0.0).square().mean() * 2.0).sqrt())
+    # A heavy upper tail (upscaled photos against a lattice fingerprint) can hide behind a normal
+    # RMS: the 98th percentile must also sit where N(0, scale) puts it.
+    if values.numel() >= 50:
+        spread = max(spread, float(torch.quantile(values, TAIL_QUANTILE)) / TAIL_Z)
     return NullModel(scale=max(1.0, spread), sign=sign, method="gaussian+tail", n_reals=int(values.numel()),
                      observed_sd=round(spread, 4))
 

@@ -22,21 +22,13 @@ import torch
 from tqdm import tqdm
 
 from dif.detector import Detector
-from dif.errors import DifError
+from dif.devices import resolve_device
 from dif.provenance import check_trust_anchors
 from scan.rows import Decoded, DecodeOptions, Stamp, columns, decode, load_set, operating_point, score, unreadable
 from scan.sources import local_files
 from scan.summary import Summary
 
 CPU_BATCH, GPU_BATCH = 8, 32
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise DifError("--device cuda but no CUDA device is available; use --device cpu or auto")
-    return torch.device(name)
 
 
 def default_batch(device: torch.device) -> int:

@@ -12,7 +12,7 @@ from dif.artifact import Fingerprint, save_fingerprint
 from dif.extractors import ResidualExtractor
 from training.data import FAKE, REAL, build_training_cache, scan, with_extra_reals
 from training.evaluate import DEFAULT_FAMILY_SIZE, check_folds, crossval_cache, pool_cache
-from training.perturb import jpeg
+from training.perturb import jpeg, null_transforms
 from training.pipeline import FitConfig, fit_fingerprint
 
 
@@ -33,7 +33,7 @@ def train_artifact(data_dir: Path, name: str, config: FitConfig, extractor: Resi
     augment = [jpeg(q) for q in config.augment_jpeg]
     pool = pool_cache(reals or [], images, extractor, config, device, crop, progress)
     cache = build_training_cache(images, extractor, crop, config.detection.max_crops, config.detection.align,
-                                 device, augment, progress)
+                                 device, augment, progress, null_transforms(config.null_variants))
     fitted = fit_fingerprint(cache, list(range(len(images.labels))), config, device, progress)
     metrics = {}
     if crossval_folds:

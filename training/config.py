@@ -87,3 +87,7 @@ class FitConfig:
     calibration: str = "inner-cv"
     inner_folds: int = 3
     augment_jpeg: tuple[int, ...] = ()  # JPEG qualities of extra training copies (robustness, no JPEG shortcut)
+    # The null is fitted on held-out real photos as they are and as users also upload them:
+    # resampling leaves periodic traces of its own, which a lattice fingerprint listens for
+    # (training.perturb.NULL_VARIANTS names them). Empty: the photos as they are only.
+    null_variants: tuple[str, ...] = ("upscale-1.25", "upscale-1.5", "upscale-2", "jpeg-90")

@@ -118,6 +118,8 @@ class ResidualCache:
     paths: list[Path]
     # Perturbed copies of the same images (e.g. JPEG re-saved), used for training only.
     augmented: ResidualCache | None = None
+    # The real images as users also upload them (upscaled, re-saved), for fitting the null only.
+    real_copies: RealCopies | None = None
 
     def crops_of(self, images: list[int]) -> torch.Tensor:
         """Crop indices belonging to the given images."""
@@ -186,12 +188,48 @@ def merge(caches: list[ResidualCache]) -> ResidualCache:
     )
 
 
+@dataclass
+class RealCopies:
+    """Resampled and re-saved copies of a cache's real images: ``cache`` image j is a copy of ``source[j]``."""
+
+    cache: ResidualCache
+    source: torch.Tensor  # [J] long: image index in the original cache
+
+    def of(self, images: list[int]) -> list[int]:
+        """Copy indices of the given original images."""
+        wanted = torch.zeros(int(self.source.max()) + 1 if len(self.source) else 0, dtype=torch.bool)
+        chosen = [i for i in images if i < len(wanted)]
+        wanted[chosen] = True
+        return torch.nonzero(wanted[self.source]).flatten().tolist() if len(wanted) else []
+
+
+def build_real_copies(images: LabelledImages, extractor: ResidualExtractor, crop: int, max_crops: int,
+                      align: int, device: torch.device, transforms: list, progress: bool = True) -> RealCopies:
+    """Residuals of every real image under every transform, each copy tagged with its original."""
+    reals = [i for i, label in enumerate(images.labels) if label == REAL]
+    paths = [images.paths[i] for i in reals]
+    caches = [build_cache(LabelledImages(paths, [REAL] * len(paths)), extractor, crop, max_crops, align, device, t,
+                          progress) for t in transforms]
+    offset, parts = 0, []
+    for part in caches:
+        parts.append(ResidualCache(part.residuals, part.image_of_crop + offset, part.labels, part.paths))
+        offset += len(part.labels)
+    joined = ResidualCache(residuals=torch.cat([p.residuals for p in parts]),
+                           image_of_crop=torch.cat([p.image_of_crop for p in parts]),
+                           labels=torch.cat([p.labels for p in parts]), paths=[q for p in parts for q in p.paths])
+    return RealCopies(joined, torch.tensor(reals * len(transforms), dtype=torch.long))
+
+
 def build_training_cache(images: LabelledImages, extractor: ResidualExtractor, crop: int, max_crops: int,
                          align: int, device: torch.device, augment: list | None = None,
-                         progress: bool = True) -> ResidualCache:
-    """The clean cache, with the residuals of each ``augment`` transform attached for training."""
+                         progress: bool = True, null_transforms: list | None = None) -> ResidualCache:
+    """The clean cache, with the residuals of each ``augment`` transform attached for training and the
+    real images' ``null_transforms`` copies attached for the null model."""
     cache = build_cache(images, extractor, crop, max_crops, align, device, progress=progress)
     if augment:
         cache.augmented = merge([build_cache(images, extractor, crop, max_crops, align, device, t, progress)
                                  for t in augment])
+    if null_transforms:
+        cache.real_copies = build_real_copies(images, extractor, crop, max_crops, align, device, null_transforms,
+                                              progress)
     return cache

@@ -35,7 +35,7 @@ from training.data import (
     with_extra_reals,
 )
 from training.metrics import roc_auc, wilson
-from training.perturb import jpeg
+from training.perturb import jpeg, null_transforms
 from training.pipeline import DEFAULT_FAMILY_SIZE, FitConfig, Scored, fit_fingerprint, score_cache, stratified_folds
 
 
@@ -232,6 +232,7 @@ def crossval(data_dir: Path, extractor: ResidualExtractor, config: FitConfig, fo
     images = with_extra_reals(own, extra_real or [])
     pool = pool_cache(reals or [], images, extractor, config, device, crop, progress)
     cache = build_training_cache(images, extractor, crop, config.detection.max_crops, config.detection.align,
-                                 device, [jpeg(q) for q in config.augment_jpeg], progress)
+                                 device, [jpeg(q) for q in config.augment_jpeg], progress,
+                                 null_transforms(config.null_variants))
     return crossval_cache(cache, config, folds, device, seed, progress, evaluated=len(own.labels), reals=pool,
                           family_size=family_size)

@@ -59,3 +59,19 @@ PERTURBATIONS: dict[str, Transform | None] = {
     "jpeg-q75": jpeg(75),
     "resize-x0.5": resize(0.5),
 }
+
+
+# Real photos as users also upload them: what the null model must hold for (training.config.FitConfig).
+NULL_VARIANTS: dict[str, Transform] = {
+    "upscale-1.25": resize(1.25),
+    "upscale-1.5": resize(1.5),
+    "upscale-2": resize(2.0),
+    "jpeg-90": jpeg(90),
+}
+
+
+def null_transforms(names: tuple[str, ...]) -> list[Transform]:
+    unknown = [n for n in names if n not in NULL_VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown null variant(s) {unknown}; known: {', '.join(NULL_VARIANTS)}")
+    return [NULL_VARIANTS[n] for n in names]

@@ -108,11 +108,15 @@ def candidates(config: FitConfig) -> list[tuple[str, FitConfig]]:
     return [(config.estimator, applied(ESTIMATORS[config.estimator]))]
 
 
-def inner_merit(stats: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+# Below this inner-CV TPR the first (plainest) candidate is kept: see fit_fingerprint.
+WEAK_INNER_TPR = 0.5
+
+
+def inner_merit(reals: torch.Tensor, fakes: torch.Tensor) -> tuple[float, float]:
     """How well held-out statistics separate, as the service would decide: (TPR at the default
     per-generator threshold under the null fitted on the held-out reals, median fake in null units)."""
-    null = fit_null(stats[labels == REAL])
-    fakes = stats[labels == FAKE].double() / null.scale
+    null = fit_null(reals)
+    fakes = fakes.double() / null.scale
     threshold = float(-torch.special.ndtri(torch.tensor(DEFAULT_RATE / DEFAULT_FAMILY_SIZE, dtype=torch.float64)))
     return float((fakes >= threshold).double().mean()), float(fakes.median())
 
@@ -137,19 +141,33 @@ def fit_fingerprint(cache: ResidualCache, images: list[int], config: FitConfig, 
         return Fitted(fingerprint, fit(stats[labels == REAL], stats[labels == FAKE], "train"), NullModel(),
                       chosen.detection, {"name": name, "chosen_by": "given (no inner folds)"})
     held_out = {name: torch.empty(len(images)) for name, _ in options}
+    copies: dict[str, list[torch.Tensor]] = {name: [] for name, _ in options}
     for held in stratified_folds(labels, inner, config.train.seed + 1):
         out = set(held)
         kept = [images[i] for i in range(len(images)) if i not in out]
+        held_images = [images[i] for i in held]
         for name, option in options:
             inner_fp = _train_on(cache, kept, option.train, device, progress=False)
-            held_out[name][held] = image_statistic(inner_fp, cache, option.detection, device,
-                                                   [images[i] for i in held])
-    merits = {name: inner_merit(stats, labels) for name, stats in held_out.items()}
+            held_out[name][held] = image_statistic(inner_fp, cache, option.detection, device, held_images)
+            if cache.real_copies is not None:  # the held-out reals, upscaled and re-saved
+                which = cache.real_copies.of(held_images)
+                if which:
+                    copies[name].append(image_statistic(inner_fp, cache.real_copies.cache, option.detection,
+                                                        device, which))
+    reals = {name: torch.cat([stats[labels == REAL], *copies[name]]) for name, stats in held_out.items()}
+    merits = {name: inner_merit(reals[name], stats[labels == FAKE]) for name, stats in held_out.items()}
     name = max(merits, key=lambda n: merits[n])  # first of equals: the list's order breaks ties
+    if merits[name][0] < WEAK_INNER_TPR:
+        # A fingerprint that misses most fakes anyway buys little from a structured estimator and
+        # risks its null (z_bg meets upscaled photos' resampling traces): the plain one is kept.
+        name = options[0][0]
     chosen = dict(options)[name]
     stats = held_out[name]
     fingerprint = _train_on(cache, images, chosen.train, device, progress)
-    estimator = {"name": name, "chosen_by": f"inner-cv-{inner}" if len(options) > 1 else "given",
+    weak = merits[max(merits, key=lambda n: merits[n])][0] < WEAK_INNER_TPR
+    chosen_by = f"inner-cv-{inner}" + (" (weak: plainest kept)" if weak else "") if len(options) > 1 else "given"
+    estimator = {"name": name, "chosen_by": chosen_by,
+                 "null_reals": int(len(reals[name])),
                  "candidates": {n: {"tpr": round(m[0], 4), "median_fake": round(m[1], 3)} for n, m in merits.items()}}
     return Fitted(fingerprint, fit(stats[labels == REAL], stats[labels == FAKE], f"inner-cv-{inner}"),
-                  fit_null(stats[labels == REAL]), chosen.detection, estimator)
+                  fit_null(reals[name]), chosen.detection, estimator)

@@ -14,20 +14,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from dif.devices import resolve_device as resolve_device  # re-exported for the command lines
 from dif.scoring import standardize
 from dif.unet import UNet
 from training.config import TrainConfig as TrainConfig  # re-exported: its home is torch-free
 from training.data import CropSet
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but no CUDA device is available; use --device cpu")
-    if name not in ("cpu", "cuda"):
-        raise ValueError(f"device must be auto, cpu or cuda, not {name!r}")
-    return torch.device(name)
 
 
 def seed_everything(seed: int) -> torch.Generator:

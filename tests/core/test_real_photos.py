@@ -57,11 +57,17 @@ def p_of(detector: Detector, images: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat(rows)
 
 
-@pytest.mark.parametrize("variant", ["png", "jpeg-q90"])
+VARIANTS = {"png": None, "jpeg-q90": jpeg(90), "jpeg-q75": jpeg(75), "upscaled-x1.5": resize(1.5),
+            "upscaled-x2": resize(2.0)}
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
 def test_embedded_set_holds_its_rate_on_unseen_real_photos(embedded: Detector, photos: list[torch.Tensor],
                                                           variant: str) -> None:
-    """Lossless PNG photos as well as JPEG ones: "no JPEG traces" must never read as "fake"."""
-    images = photos if variant == "png" else [jpeg(90)(im) for im in photos]
+    """Lossless PNG photos as well as JPEG ones ("no JPEG traces" must never read as "fake"), and
+    upscaled ones: resampling leaves periodic traces of its own, which lattice fingerprints listen for."""
+    transform = VARIANTS[variant]
+    images = photos if transform is None else [transform(im) for im in photos]
     p = p_of(embedded, images)
     assert p.shape == (len(photos), len(embedded.names)) and bool(((p >= 0) & (p <= 1)).all())
     for rate in (0.01, 0.05):
@@ -86,8 +92,15 @@ def test_noise_flat_and_upscaled_photos_are_not_called_fake(embedded: Detector, 
     assert all(g.p_value >= 0.4 for g in flat.generators), "a flat image carries no evidence at all"
 
 
+# Published lineage among the sample generators: unCLIP's (DALL·E 2's) decoder is a modified GLIDE
+# (Ramesh et al. 2022, section 2.1), and MidJourney's fingerprint is SD1.4's closest relative (Sinitsa &
+# Fried 2024). A fake blamed on its generator's parent shares that parent's traces: not a wrong generator.
+FAMILY = {"dalle_2": {"glide"}, "mj": {"sd14"}, "sd14": {"mj"}}
+
+
 def test_a_fake_is_blamed_on_its_generator_or_on_none(ltim: Path) -> None:
-    """Fingerprints trained without the test fakes; each test fake's ``top`` is its own generator or None."""
+    """Fingerprints trained without the test fakes; each test fake's ``top`` is its own generator, a
+    published relative of it (``FAMILY``), or None."""
     from training.build import train_artifact
     from training.pipeline import FitConfig
 
@@ -105,9 +118,10 @@ def test_a_fake_is_blamed_on_its_generator_or_on_none(ltim: Path) -> None:
         if name == "sd14":  # the case that was blamed on glide: a 1-px shift
             images.append(shift(1, 1)(images[0]))
         for verdict in detector.predict([detector.prepare(im) for im in images], OperatingPoint(0.05)).images:
-            assert verdict.top in (name, None), (name, verdict.top, verdict.p_value)
-            if verdict.fake:  # the right one is at least among those that may have made it
-                assert name in verdict.candidates, (name, verdict.candidates)
+            allowed = {name, None} | FAMILY.get(name, set())
+            assert verdict.top in allowed, (name, verdict.top, verdict.p_value)
+            if verdict.fake:  # the right one (or its parent) is among those that may have made it
+                assert allowed & set(verdict.candidates), (name, verdict.candidates)
 
 
 def _train_without(folder: Path, excluded: list[Path], name: str, extractor, config, train_artifact):  # noqa: ANN001, ANN202

@@ -55,3 +55,15 @@ def test_lineage_of_one_pair(reference_artifacts: Path, capsys) -> None:
 
     assert main(["lineage", str(reference_artifacts / "biggan"), str(reference_artifacts / "glide")]) == 0
     assert "not related" in capsys.readouterr().out
+
+
+def test_our_own_embedded_fingerprints_show_midjourney_from_sd14(capsys) -> None:
+    """The paper's headline lineage result, on fingerprints our trainer made from the shared data
+    (issue 13: with unstructured fingerprints the pair was 'not related', similarity 1.73)."""
+    embedded = Path(__file__).resolve().parents[2] / "fingerprints"
+    assert main(["lineage-matrix", str(embedded), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert ranked(report, "mj")[0][0] == "sd14" and ranked(report, "sd14")[0][0] == "mj"
+    pairs = {frozenset((p["a"], p["b"])): p for p in report["pairs"]}
+    assert pairs[frozenset(("mj", "sd14"))]["related"]
+    assert not pairs[frozenset(("glide", "sd14"))]["related"] and not pairs[frozenset(("glide", "mj"))]["related"]

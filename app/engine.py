@@ -122,12 +122,10 @@ class Engine:
 
     def load(self) -> ModelSet:
         """Build a new set from disk without installing it (blocking). One load at a time (start-up, then
-        reloads under the service's reload lock), so reading and bumping the counter apart is safe."""
+        reloads under the service's reload lock), so the next number is free until ``install`` takes it."""
         started = time.perf_counter()
-        version = self._versions + 1
-        model = load_model_set(self.fingerprints_dir, self.extractor_dir, self.device, version, self.precision)
-        # Counted only once the set is built: a failed reload must not use up a version number.
-        self._versions = version
+        model = load_model_set(self.fingerprints_dir, self.extractor_dir, self.device, self._versions + 1,
+                               self.precision)
         log.info("loaded %d fingerprints (%s) from %s on %s (%s) in %.2fs", len(model.names), model.extractor_key,
                  self.fingerprints_dir, self.device, "bf16" if model.detector.low_precision else "fp32",
                  time.perf_counter() - started)
@@ -136,6 +134,8 @@ class Engine:
     def install(self, model: ModelSet) -> None:
         # One reference assignment: readers see the old set or the new one, never a mix.
         self._current = model
+        # Counted only when swapped in: a reload that fails to load or to warm up must not use up a number.
+        self._versions = model.version
 
     def prepare(self, data: bytes, submitted_at: float, point: OperatingPoint,
                 filename: str | None = None) -> PreparedImage:

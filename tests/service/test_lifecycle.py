@@ -221,6 +221,30 @@ def test_a_failed_reload_keeps_the_serving_set(serve, tmp_path: Path, png_512: b
     assert httpx.get(f"{server.url}/generators", headers=headers, timeout=30).json()["model_version"] == 2
 
 
+def test_a_reload_that_fails_its_warm_up_uses_no_version(serve, tmp_path: Path, png_512: bytes) -> None:  # type: ignore[no-untyped-def]
+    root = write_artifacts(tmp_path / "fingerprints", ["alpha", "beta"])
+    server = serve(fingerprints=root, api_key="k")
+    headers = {"X-API-Key": "k"}
+    write_artifacts(root, ["gamma"], 5)
+    engine = server.service.engine
+    warm_up = engine.warm_up
+
+    def out_of_memory(*args: Any, **kwargs: Any) -> float:
+        # What a GPU says when the new set is built but does not fit beside the serving one.
+        raise RuntimeError("CUDA out of memory (injected)")
+
+    engine.warm_up = out_of_memory  # type: ignore[method-assign]
+    failed = httpx.post(f"{server.url}/admin/reload", headers=headers, timeout=30)
+    assert failed.status_code == 500 and error_of(failed)["code"] == "internal_error"
+    still = httpx.post(f"{server.url}/detect", files={"file": ("a.png", png_512)}, headers=headers, timeout=30)
+    assert still.status_code == 200 and still.json()["model_version"] == 1 and len(still.json()["scores"]) == 2
+    engine.warm_up = warm_up  # type: ignore[method-assign]
+    reloaded = httpx.post(f"{server.url}/admin/reload", headers=headers, timeout=30)
+    assert reloaded.status_code == 200, reloaded.text
+    assert reloaded.json()["model_version"] == 2 and len(reloaded.json()["generators"]) == 3
+    assert metric_value(server.metrics(), "dif_reloads_total", result="failure") == 1
+
+
 def test_startup_with_no_artifacts_fails_fast(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()

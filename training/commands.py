@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from dif.artifact import load_fingerprint
     from dif.extractors import create
     from training.evaluate import evaluate
+    from training.overlap import training_overlap
     from training.trainer import resolve_device
 
     fp = load_fingerprint(args.fp_dir)
@@ -121,6 +123,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     check_positive(args.family_size, "--family-size")
     report = evaluate(fp, extractor, Path(args.data_dir), resolve_device(args.device), progress=not args.quiet,
                       reals=args.reals, family_size=args.family_size)
+    warning = training_overlap(fp, Path(args.data_dir), args.reals)
+    if warning:
+        print(f"dif eval: warning: {warning}", file=sys.stderr)
+        report["warning"] = warning
     print_report(report, args.json)
     return 0
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from dif.cli import main
+from training.data import scan
 
 REPO = Path(__file__).resolve().parents[2]
 CBSD68 = REPO.parent / "shared" / "data" / "real" / "cbsd68"
@@ -71,3 +73,51 @@ def test_train_records_tpr_and_eval_measures_fpr(ltim: Path, tmp_path: Path,
                                "--reals", str(CBSD68), "--device", "cpu"])
     assert report["n_unseen_reals"] == 68 and report["fpr_at"]["0.01"] <= 3 / 68
     assert set(report["tpr_at_fpr"]) == {"0.01", "0.05"} and report["family_size"] == 5
+
+
+EMBEDDED_SD14 = REPO / "fingerprints" / "sd14"
+
+
+def labelled_folder(root: Path, reals: list[Path], fakes: list[Path]) -> Path:
+    """Copies under new names: the overlap check must go by content, not by path or file name."""
+    for sub, paths in (("0_real", reals), ("1_fake", fakes)):
+        (root / sub).mkdir(parents=True)
+        for i, path in enumerate(paths):
+            shutil.copy(path, root / sub / f"copy{i}{path.suffix}")
+    return root
+
+
+def eval_warning(capsys: pytest.CaptureFixture[str], fp_dir: Path, data_dir: Path) -> tuple[str | None, str]:
+    assert main(["eval", str(fp_dir), str(data_dir), "--json", "--quiet", "--device", "cpu"]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out.strip().splitlines()[-1])
+    assert report["n_fake"] >= 1  # a full report, the warning comes beside it
+    return report.get("warning"), captured.err.strip()
+
+
+def test_eval_warns_when_the_images_trained_the_fingerprint(ltim: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(REPO)  # the embedded artifacts record their training folders relative to the repository
+    mixed = labelled_folder(tmp_path / "mixed", sorted(CBSD68.glob("*.png"))[:2],
+                            sorted((ltim / "sd14" / "1_fake").iterdir())[:2])
+    warning, err = eval_warning(capsys, EMBEDDED_SD14, mixed)
+    assert warning is not None and warning.startswith("2 of the 4 evaluated images trained 'sd14'"), warning
+    assert err == f"dif eval: warning: {warning}"
+    fresh = labelled_folder(tmp_path / "fresh", sorted(CBSD68.glob("*.png"))[:2],
+                            sorted((ltim / "mj" / "1_fake").iterdir())[:2])
+    assert eval_warning(capsys, EMBEDDED_SD14, fresh) == (None, "")
+
+
+def test_eval_falls_back_to_the_data_digest_when_the_training_folders_are_gone(
+        ltim: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = labelled_folder(tmp_path / "data", sorted((ltim / "sd14" / "0_real").iterdir())[:2],
+                           sorted((ltim / "sd14" / "1_fake").iterdir())[:2])
+    artifact = tmp_path / "sd14"
+    shutil.copytree(EMBEDDED_SD14, artifact)
+    meta = json.loads((artifact / "metadata.json").read_text())
+    # As `dif train` records an artifact trained on `data` alone, from a folder since deleted.
+    meta["data_digest"] = scan(data).digest()
+    meta["provenance"].update(data=str(tmp_path / "deleted"), extra_real=[])
+    (artifact / "metadata.json").write_text(json.dumps(meta))
+    warning, err = eval_warning(capsys, artifact, data)
+    assert warning is not None and "the very images 'sd14' trained on" in warning and err.endswith(warning)

@@ -11,7 +11,7 @@ from fastapi_offline import FastAPIOffline
 
 from app.errors import install_handlers
 from app.middleware import BodyLimitMiddleware, RequestContextMiddleware
-from app.routes import admin, detect, generators, health, lineage, metrics
+from app.routes import admin, detect, generators, health, lineage, metrics, page
 from app.service import Service
 from app.settings import Settings
 from dif import __version__
@@ -48,6 +48,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
             allow_headers=["X-API-Key", "X-Request-ID", "Content-Type"], expose_headers=["X-Request-ID"],
         )
-    for router in (health.router, metrics.router, detect.router, generators.router, admin.router, lineage.router):
+    for router in (health.router, metrics.router, detect.router, generators.router, admin.router, lineage.router,
+                   page.router):
         app.include_router(router)
+    app.mount(page.ASSETS_PATH, page.assets(), name="page-assets")
     return app

@@ -77,3 +77,14 @@ def test_without_apt_it_says_what_to_install_in_one_line(bin_dir: Callable[[list
     rc, err, out = ci_deps(bin_dir(["id"]))
     assert rc != 0 and out == ""
     assert len(err) == 1 and "promtool and prometheus are missing" in err[0], err
+
+
+def test_with_prometheus_present_it_asks_for_chromium_alone(bin_dir: Callable[[list[str]], Path]) -> None:
+    path = bin_dir(["id", "apt-get", "promtool", "prometheus"])
+    as_user = NOBODY if os.geteuid() == 0 else None
+    if as_user is None and shutil.which("sudo"):
+        pytest.skip("this user has sudo; the no-sudo branch needs root to drop to another user")
+    rc, err, out = ci_deps(path, as_user)
+    assert rc != 0 and out == "" and len(err) == 1, err
+    assert err[0] == "ci-deps: chromium is missing; run as root: apt-get update && apt-get install -y chromium " \
+                     "(then make test again)"

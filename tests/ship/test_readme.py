@@ -17,7 +17,7 @@ README = (REPO / "README.md").read_text()
 TWO_COMMANDS = """\
 ```bash
 make run    # set up .venv (pinned CPU torch first) and serve the embedded fingerprints on :8000
-make test   # set up .venv (+ apt prometheus if missing) and run the whole suite (needs ../shared beside the clone)
+make test   # set up .venv (+ apt prometheus, chromium) and run the whole suite (needs ../shared beside the clone)
 ```"""
 
 

@@ -238,6 +238,13 @@ def test_serves_a_real_image(container: Container) -> None:
     assert httpx.get(f"{container.url}/metrics").status_code == 200
 
 
+def test_serves_the_page_from_the_installed_package(container: Container) -> None:
+    # The page's files are package data: a wheel without them would answer / with a 500.
+    for path, kind in (("/", "text/html"), ("/ui/app.js", "javascript"), ("/ui/app.css", "text/css")):
+        response = httpx.get(f"{container.url}{path}", timeout=30)
+        assert response.status_code == 200 and kind in response.headers["content-type"], (path, response.text[:200])
+
+
 def test_healthcheck_command_passes(container: Container) -> None:
     result = run(container.healthcheck, timeout=30, env=container.env, cwd=container.workdir)
     assert result.returncode == 0, result.stderr

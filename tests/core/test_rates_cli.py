@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dif.cli import main
+from dif_cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 CBSD68 = REPO.parent / "shared" / "data" / "real" / "cbsd68"

@@ -30,6 +30,7 @@ test: deps setup
 lint: setup
 	$(BIN)/ruff check dif dif_cli training app scan tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/hadolint Dockerfile
 
 fingerprints: setup

@@ -12,7 +12,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.batcher import Admission, Done
+from app.admission import Admission
+from app.batcher import Done
 from app.deps import ServiceDep, require_api_key, require_ready
 from app.engine import ImageScores, PreparedImage
 from app.errors import ApiError, DeadlineExceeded, MalformedUpload, MissingFile, TooManyFiles

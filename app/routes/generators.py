@@ -11,7 +11,6 @@ from fastapi.responses import Response
 
 from app.deps import ModelDep, ServiceDep, require_api_key
 from app.engine import ModelSet
-from app.errors import GeneratorNotFound
 from app.schemas import GeneratorList, GeneratorOut, error_responses
 from dif.artifact import Fingerprint
 from dif.decision import REPORTED_RATES, detection_rate, rate_key
@@ -42,7 +41,7 @@ async def list_generators(model: ModelDep, service: ServiceDep) -> GeneratorList
 
 @router.get("/{name}", response_model=GeneratorOut, responses=NOT_FOUND, summary="One generator")
 async def get_generator(model: ModelDep, service: ServiceDep, name: NameParam) -> GeneratorOut:
-    return describe(_find(model, name), service.settings.false_positive_rate, len(model.names))
+    return describe(model.find(name), service.settings.false_positive_rate, len(model.names))
 
 
 @router.get("/{name}/fingerprint.png", response_class=Response, responses=NOT_FOUND,
@@ -58,16 +57,9 @@ async def spectrum_png(model: ModelDep, name: NameParam) -> Response:
 
 
 async def _png(model: ModelSet, name: str, kind: Literal["fingerprint", "spectrum"]) -> Response:
-    fp = _find(model, name)
+    fp = model.find(name)
     data = await asyncio.to_thread(model.png, fp, kind)  # an FFT and a PNG encode: keep them off the loop
     return Response(data, media_type="image/png", headers={"Cache-Control": "no-cache"})
-
-
-def _find(model: ModelSet, name: str) -> Fingerprint:
-    fp = model.find(name)
-    if fp is None:
-        raise GeneratorNotFound(f"no generator named {name!r}; loaded: {', '.join(model.names)}")
-    return fp
 
 
 def expected_tpr(fp: Fingerprint, rate: float, family_size: int) -> float | None:

@@ -257,6 +257,16 @@ def _orthonormal_rows(coef: torch.Tensor, gram: torch.Tensor) -> torch.Tensor:
     return (vectors[:, keep] / values[keep].sqrt()).T @ coef
 
 
+@dataclass(frozen=True)
+class Side:
+    """One fingerprint of a pair, as the population sees it: what to correlate is
+    ``scale * (spectrum - weights @ population spectra)`` (its part off the shared subspace)."""
+
+    spectrum: torch.Tensor  # [C, H, W/2+1] of its unit tensor
+    weights: torch.Tensor  # [n] float64: the shared subspace's part, as a combination of members
+    scale: float  # orientation over the norm of what remains
+
+
 class Population:
     """Fingerprints of one crop size: their shared subspace and the null of their pairs.
 
@@ -307,9 +317,8 @@ class Population:
             basis = _orthonormal_rows(torch.cat([basis, top.T @ rest]), gram)
         return keep, basis
 
-    def _side(self, fp: Fingerprint, keep: list[int], basis: torch.Tensor
-              ) -> tuple[torch.Tensor, torch.Tensor, float]:
-        """One side of a pair: its own spectrum, the member weights to subtract, and the scale after."""
+    def _side(self, fp: Fingerprint, keep: list[int], basis: torch.Tensor) -> Side:
+        """One side of a pair, projected off the shared subspace spanned by ``basis`` over ``keep``."""
         i = self.index(fp)
         if i is not None:
             dots, spectrum = self.gram[i, keep], self.spectra[i]
@@ -321,13 +330,22 @@ class Population:
         weights[keep] = basis.T @ along  # the same projection as a combination of members
         # x is unit and the basis orthonormal, so what remains has norm sqrt(1 - |along|^2).
         scale = orientation(fp) / math.sqrt(max(1.0 - float(along @ along), 1e-12))
-        return spectrum, weights, scale
+        return Side(spectrum, weights, scale)
+
+    def _projected(self, sides: Sequence[Side]) -> torch.Tensor:
+        """The spectra of ``sides`` off their shared subspaces, oriented and rescaled to unit norm."""
+        own = torch.stack([side.spectrum for side in sides])
+        weights = torch.stack([side.weights for side in sides]).to(own.dtype)
+        scale = torch.tensor([side.scale for side in sides], dtype=torch.float32)
+        projected = own - torch.einsum("pn,nchw->pchw", weights, self.spectra)
+        return projected * scale[:, None, None, None]
 
     def stats_many(self, pairs: Sequence[tuple[Fingerprint, Fingerprint]], chunk: int = 16) -> list[PairStats]:
         """Statistics of many pairs, a chunk at a time: few large tensor operations, not many small ones."""
         out: list[PairStats] = []
         for start in range(0, len(pairs), chunk):
-            sides: list[list[tuple[torch.Tensor, torch.Tensor, float]]] = [[], []]
+            firsts: list[Side] = []
+            seconds: list[Side] = []
             for a, b in pairs[start : start + chunk]:
                 for fp in (a, b):
                     if fp.crop_size != self.size:
@@ -336,16 +354,10 @@ class Population:
                             "fingerprints of different crop sizes cannot be compared"
                         )
                 keep, basis = self.background([i for i in (self.index(a), self.index(b)) if i is not None])
-                sides[0].append(self._side(a, keep, basis))
-                sides[1].append(self._side(b, keep, basis))
-            prepared = []
-            for side in sides:
-                own = torch.stack([spectrum for spectrum, _, _ in side])
-                weights = torch.stack([w for _, w, _ in side]).to(own.dtype)
-                scale = torch.tensor([sc for _, _, sc in side], dtype=torch.float32)
-                projected = own - torch.einsum("pn,nchw->pchw", weights, self.spectra)
-                prepared.append(projected * scale[:, None, None, None])
-            cross = (prepared[0].conj() * prepared[1]).sum(dim=1)
+                firsts.append(self._side(a, keep, basis))
+                seconds.append(self._side(b, keep, basis))
+            first, second = self._projected(firsts), self._projected(seconds)
+            cross = (first.conj() * second).sum(dim=1)
             surfaces = torch.fft.irfft2(cross, s=(self.size, self.size))
             out += surface_stats(surfaces, self.config.max_shift)
         return out

@@ -218,8 +218,7 @@ async def _before(deadline: float, work: Awaitable[T], service: Service) -> T:
 
 def _failed(upload: Upload, failure: FileFailure, service: Service) -> ImageResult:
     """The entry of a file that was not scored. Counted as a rejection, as it is when it fails a request alone."""
-    status, message = (failure.status, failure.message) if isinstance(failure, ApiError) \
-        else (failure.http_status, str(failure))
+    status, message = failure.status, str(failure)
     if status < 500:  # server faults are counted where they happen (batch failures)
         service.metrics.rejections.labels(reason=failure.code).inc()
     return ImageResult(filename=upload.filename, status=status, error=FileError(code=failure.code, message=message))

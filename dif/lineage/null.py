@@ -21,7 +21,7 @@ class LineageError(ArtifactError):
     """The fingerprints cannot be compared (crop sizes differ, population too small)."""
 
     code = "lineage_unavailable"
-    http_status = 422
+    status = 422
 
 
 @dataclass(frozen=True)

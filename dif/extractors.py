@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -68,7 +67,7 @@ class SignLaplacian(Laplacian):
 
     Strong edges dominate a linear residual and drown the generator's faint
     pattern; keeping only the sign gives every pixel one vote. Chosen as the
-    default by cross-validated accuracy (docs/extractors.md).
+    default by cross-validated accuracy (docs/accuracy.md, "Residual extractor comparison").
     """
 
     name = "signlap"
@@ -146,14 +145,6 @@ _BUILTIN: dict[str, Callable[[], ResidualExtractor]] = {
 
 def available() -> list[str]:
     return sorted([*_BUILTIN, "dncnn@1"])
-
-
-@dataclass(frozen=True)
-class ExtractorSpec:
-    """Where to find an extractor: a builtin key, or a learned one's folder."""
-
-    key: str
-    weights_dir: Path | None = None
 
 
 def create(key: str, weights_dir: Path | str | None = None) -> ResidualExtractor:

@@ -28,9 +28,6 @@ class LabelledImages:
     paths: list[Path]
     labels: list[int]
 
-    def subset(self, index: list[int]) -> LabelledImages:
-        return LabelledImages([self.paths[i] for i in index], [self.labels[i] for i in index])
-
     def count(self, label: int) -> int:
         return sum(1 for v in self.labels if v == label)
 

@@ -4,6 +4,7 @@ caBX, WebP C2PA, the JUMBF box itself) and the container's media type from its l
 from __future__ import annotations
 
 import mimetypes
+from collections.abc import Callable
 
 from dif.provenance.findings import MAX_CONTAINER_STEPS, MAX_JUMBF_CANDIDATES
 
@@ -81,30 +82,37 @@ def _jpeg_app11_bytes(data: bytes) -> int:
 
 
 def _png_chunk_bytes(data: bytes, kind: bytes) -> int:
-    pos, total = 8, 0
-    for _ in range(MAX_CONTAINER_STEPS):
-        if pos + 8 > len(data):
-            return total
-        length = int.from_bytes(data[pos:pos + 4], "big")
-        chunk = data[pos + 4:pos + 8]
-        if chunk == kind:
-            total += length
-        if chunk == b"IEND":
-            return total
-        pos += 12 + length
-    raise Refused(f"over {MAX_CONTAINER_STEPS} PNG chunks: manifest not parsed")
+    return _chunk_bytes(data, kind, 8, _png_chunk, "PNG", last=b"IEND")
 
 
 def _riff_chunk_bytes(data: bytes, kind: bytes) -> int:
-    pos, total = 12, 0
+    return _chunk_bytes(data, kind, 12, _riff_chunk, "RIFF")
+
+
+def _png_chunk(data: bytes, pos: int) -> tuple[bytes, int, int]:
+    length = int.from_bytes(data[pos:pos + 4], "big")
+    return data[pos + 4:pos + 8], length, pos + 12 + length  # length, type, data, CRC
+
+
+def _riff_chunk(data: bytes, pos: int) -> tuple[bytes, int, int]:
+    length = int.from_bytes(data[pos + 4:pos + 8], "little")
+    return data[pos:pos + 4], length, pos + 8 + length + (length & 1)  # type, length, data padded to even
+
+
+def _chunk_bytes(data: bytes, kind: bytes, pos: int, chunk_at: Callable[[bytes, int], tuple[bytes, int, int]],
+                 container: str, last: bytes | None = None) -> int:
+    """Bytes of the ``kind`` chunks of a chunked container; ``chunk_at`` reads one chunk's type,
+    length and the next chunk's offset."""
+    total = 0
     for _ in range(MAX_CONTAINER_STEPS):
         if pos + 8 > len(data):
             return total
-        length = int.from_bytes(data[pos + 4:pos + 8], "little")
-        if data[pos:pos + 4] == kind:
+        chunk, length, pos = chunk_at(data, pos)
+        if chunk == kind:
             total += length
-        pos += 8 + length + (length & 1)
-    raise Refused(f"over {MAX_CONTAINER_STEPS} RIFF chunks: manifest not parsed")
+        if chunk == last:
+            return total
+    raise Refused(f"over {MAX_CONTAINER_STEPS} {container} chunks: manifest not parsed")
 
 
 def media_type(data: bytes, filename: str | None) -> str | None:

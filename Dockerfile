@@ -22,6 +22,8 @@ COPY docker/install.sh docker/install.sh
 RUN sh docker/install.sh torch /opt/venv
 COPY pyproject.toml README.md ./
 COPY dif dif
+# the `dif` console script's home: the composition root above dif, app, training and scan
+COPY dif_cli dif_cli
 COPY app app
 COPY training training
 # scan/ too: `dif detect` needs nothing more; `dif scan` needs Ray, which only the scan target adds.

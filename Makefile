@@ -28,8 +28,9 @@ test: deps setup
 	$(BIN)/python -m pytest -q tests
 
 lint: setup
-	$(BIN)/ruff check dif training app scan tests bench
+	$(BIN)/ruff check dif dif_cli training app scan tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/hadolint Dockerfile
 
 fingerprints: setup

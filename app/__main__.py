@@ -2,6 +2,7 @@
 
 import sys
 
-from dif.cli import main
+from app import cli
+from dif import commandline
 
-sys.exit(main(["serve", *sys.argv[1:]]))
+sys.exit(commandline.run(commandline.build_parser([cli.register]), ["serve", *sys.argv[1:]]))

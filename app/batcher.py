@@ -5,6 +5,10 @@ takes jobs from the queue in batches chosen by ``collect_batch`` (a pure
 function: it only looks at arrival times and the clock) and runs the batch in an
 executor thread, so the event loop keeps accepting uploads while the model runs.
 
+Admission (how many images may be in flight, 429 otherwise) is ``app.admission``'s; the
+batcher owns one ``AdmissionControl`` because the images still being decoded decide whether a
+batch waits for companions.
+
 Failure rules: a batch that raises fails every future in it; if the worker loop
 itself crashes, every queued future fails and the worker restarts; on shutdown the
 queue is flushed without waiting for companions and whatever is left is failed,
@@ -21,10 +25,11 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Generic, TypeVar
 
-from app.errors import ApiError, DeadlineExceeded, InferenceFailed, QueueFull, ShuttingDown
+from app.admission import Admission, AdmissionControl
+from app.errors import ApiError, DeadlineExceeded, InferenceFailed, ShuttingDown
 from app.metrics import Metrics
 
 log = logging.getLogger("app.batcher")
@@ -60,58 +65,6 @@ def collect_batch(arrivals: Sequence[float], now: float, max_batch_size: int, ma
     return BatchPlan(0, max_wait_s - waited)
 
 
-# Share of the request timeout that the admitted backlog may take. The rest is margin for what
-# the estimate does not see: the upload and multipart parsing before admission, and a sudden
-# change of per-image cost (bigger images, another process taking the CPU) before the smoothed
-# costs catch up.
-WAIT_BUDGET_FRACTION = 0.5
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """Why an admission is refused, and in how many whole seconds a retry has a chance."""
-
-    reason: str
-    retry_after_s: int
-
-
-def estimated_wait_s(backlog: int, forward_per_image_s: float, prepare_per_image_s: float,
-                     decode_threads: int) -> float:
-    """Seconds until ``backlog`` admitted images are answered, at the pace of the slower stage.
-
-    Images flow through decoding (``decode_threads`` in parallel) and then the single inference
-    thread, so the pipeline drains at the slower of the two rates. Both costs are wall-clock
-    times measured under the current load, so CPU contention between the stages is included.
-    """
-    per_image = max(forward_per_image_s, prepare_per_image_s / max(1, decode_threads))
-    return backlog * per_image
-
-
-def admission_refusal(in_flight: int, count: int, capacity: int, wait_s: float, budget_s: float) -> Refusal | None:
-    """Admit ``count`` more images, or refuse them (``None`` admits).
-
-    ``wait_s`` is the estimated wait of the whole backlog including the new images. Refused when
-    the images would exceed ``capacity``, or when the backlog already holds more work than
-    ``budget_s`` (part of the request timeout): admitting then would only queue work that times
-    out (504) after holding memory and a slot. An idle service always admits, so a request that
-    is slow on its own is served rather than refused forever.
-    """
-    excess_s = wait_s - budget_s
-    if in_flight + count > capacity:
-        drain_s = wait_s * (in_flight + count - capacity) / max(1, in_flight + count)
-        return Refusal("capacity", _retry_after(drain_s, budget_s))
-    if in_flight > 0 and excess_s > 0:
-        return Refusal("deadline", _retry_after(excess_s, budget_s))
-    return None
-
-
-def _retry_after(seconds: float, budget_s: float) -> int:
-    # Whole seconds (RFC 9110 delay-seconds), at least 1; never more than the wait budget, since
-    # the backlog turns over completely within it.
-    upper = max(1, math.ceil(budget_s)) if math.isfinite(budget_s) else 3600
-    return min(max(1, math.ceil(seconds)), upper)
-
-
 @dataclass(frozen=True)
 class Done(Generic[R]):
     """A job's result plus what the batcher saw of it."""
@@ -129,14 +82,6 @@ class Job(Generic[P, R]):
     deadline: float
 
 
-@dataclass
-class Admission:
-    """Slots reserved for one request; counts the images it has yet to submit."""
-
-    count: int
-    unsubmitted: int
-
-
 PlanFn = Callable[[Sequence[float], float, int, float, bool, "int | None"], BatchPlan]
 
 
@@ -149,25 +94,21 @@ class Batcher(Generic[P, R]):
     metrics: Metrics
     max_batch_size: int = 16
     max_wait_s: float = 0.005
-    capacity: int = 256
-    # A request must be answered within this (DIF_REQUEST_TIMEOUT_S); admission keeps the
-    # estimated backlog within WAIT_BUDGET_FRACTION of it (see ``admission_refusal``).
-    request_timeout_s: float = math.inf
-    decode_threads: int = 1
+    # AdmissionControl's: images in flight, request timeout (DIF_REQUEST_TIMEOUT_S), decode threads.
+    capacity: InitVar[int] = 256
+    request_timeout_s: InitVar[float] = math.inf
+    decode_threads: InitVar[int] = 1
     plan: PlanFn = collect_batch
     clock: Callable[[], float] = time.monotonic
+    admission: AdmissionControl = field(init=False)
     _queue: deque[Job[P, R]] = field(default_factory=deque, init=False)
-    _admitted: int = field(default=0, init=False)
-    _incoming: int = field(default=0, init=False)  # admitted, not yet submitted (decoding)
     _arrived: asyncio.Event | None = field(default=None, init=False)
     _task: asyncio.Task[None] | None = field(default=None, init=False)
     _draining: bool = field(default=False, init=False)
     _closed: bool = field(default=False, init=False)
-    # Wall-clock seconds per image of the forward pass and of decode + crop, smoothed
-    # (exponentially, so they follow load changes within a few batches): they estimate how long
-    # the admitted backlog takes, for admission and Retry-After.
-    _per_image_s: float = field(default=0.01, init=False)
-    _prepare_per_image_s: float = field(default=0.0, init=False)
+
+    def __post_init__(self, capacity: int, request_timeout_s: float, decode_threads: int) -> None:
+        self.admission = AdmissionControl(self.metrics, capacity, request_timeout_s, decode_threads)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -205,58 +146,22 @@ class Batcher(Generic[P, R]):
 
     # -- admission and submission ------------------------------------------------------------
 
-    def seed_costs(self, forward_per_image_s: float) -> None:
-        """Start the forward-pass estimate from a measured value (the warm-up) instead of a guess."""
-        self._per_image_s = forward_per_image_s
-
-    def observe_prepare(self, seconds: float) -> None:
-        """One image's decode + crop time (from the decode pool)."""
-        self._prepare_per_image_s = 0.8 * self._prepare_per_image_s + 0.2 * seconds
-
-    @property
-    def wait_budget_s(self) -> float:
-        return WAIT_BUDGET_FRACTION * self.request_timeout_s
-
-    def estimated_wait_s(self, extra: int = 0) -> float:
-        return estimated_wait_s(self._admitted + extra, self._per_image_s, self._prepare_per_image_s,
-                                self.decode_threads)
-
     @contextmanager
     def admit(self, count: int) -> Iterator[Admission]:
         """Reserve ``count`` slots from upload to answer; a full or backlogged service answers 429 at once."""
         if self._closed or not self.running:
             raise ShuttingDown()
-        wait_s = self.estimated_wait_s(count)
-        refusal = admission_refusal(self._admitted, count, self.capacity, wait_s, self.wait_budget_s)
-        if refusal is not None:
-            raise QueueFull(self._refusal_message(refusal, wait_s), refusal.retry_after_s)
-        admission = Admission(count, count)
-        self._admitted += count
-        self._incoming += count
-        self.metrics.in_flight.set(self._admitted)
+        admission = self.admission.reserve(count)
         try:
             yield admission
         finally:
-            self._admitted -= count
-            self._incoming -= admission.unsubmitted
-            admission.unsubmitted = 0
-            self.metrics.in_flight.set(self._admitted)
+            self.admission.release(admission)
             self._wake()  # images that will never come (a decode failed) must not hold a batch back
-
-    def _refusal_message(self, refusal: Refusal, wait_s: float) -> str:
-        if refusal.reason == "capacity":
-            return (f"{self._admitted} images are already in flight (DIF_QUEUE_CAPACITY={self.capacity}); "
-                    "retry later")
-        return (f"{self._admitted} images in flight would take about {wait_s:.1f}s, more than the "
-                f"{self.wait_budget_s:.1f}s of backlog admitted ({WAIT_BUDGET_FRACTION:g} x DIF_REQUEST_TIMEOUT_S); "
-                "retry later")
 
     def submit(self, payload: P, deadline: float, admission: Admission | None = None) -> asyncio.Future[Done[R]]:
         if self._closed or not self.running:
             raise ShuttingDown()
-        if admission is not None and admission.unsubmitted > 0:
-            admission.unsubmitted -= 1
-            self._incoming -= 1
+        self.admission.submitted(admission)
         future: asyncio.Future[Done[R]] = asyncio.get_running_loop().create_future()
         self._queue.append(Job(payload, future, self.clock(), deadline))
         self.metrics.queue_depth.set(len(self._queue))
@@ -288,7 +193,7 @@ class Batcher(Generic[P, R]):
             self._drop_finished()
             arrivals = [job.enqueued_at for job in self._queue]
             plan = self.plan(arrivals, self.clock(), self.max_batch_size, self.max_wait_s, self._draining,
-                             self._incoming)
+                             self.admission.incoming)
             if plan.take <= 0:
                 await self._wait_for_arrival(plan.wait_s)
                 continue
@@ -346,7 +251,7 @@ class Batcher(Generic[P, R]):
             return
         elapsed = self.clock() - started
         self.metrics.inference.observe(elapsed)
-        self._per_image_s = 0.8 * self._per_image_s + 0.2 * elapsed / len(live)
+        self.admission.observe_forward(elapsed, len(live))
         for job, value in zip(live, results, strict=True):
             if not job.future.done():
                 job.future.set_result(Done(value, started - job.enqueued_at, len(live)))

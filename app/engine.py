@@ -9,20 +9,23 @@ same set, so requests in flight during a swap finish on the set they started wit
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from app.errors import GeneratorNotFound
 from dif import devices
 from dif.artifact import Fingerprint
 from dif.decision import OperatingPoint
 from dif.detector import Detector, ImageVerdict, Prepared
 from dif.fingerprint_set import load_fingerprint_set
 from dif.images import decode_image
+from dif.lineage import LineageMatrix, Population, matrix
 from dif.provenance import Provenance, read_provenance
-from dif.render import fingerprint_image, png_bytes, spectrum_image
+from dif.render import fingerprint_image, lineage_heatmap, png_bytes, spectrum_image
 
 log = logging.getLogger("app.engine")
 
@@ -36,14 +39,30 @@ def resolve_device(name: str) -> torch.device:
     return devices.resolve_device(name, "DIF_DEVICE")
 
 
+@dataclass(frozen=True)
+class LineageView:
+    """The loaded set as a lineage population, every pair of it, and that matrix's heatmap."""
+
+    population: Population
+    matrix: LineageMatrix
+    png: bytes
+
+
 @dataclass(eq=False)
 class ModelSet:
+    """One loaded set and what is derived from it on first use (pictures, lineage), which lives
+    and dies with it: a reload starts from nothing."""
+
     detector: Detector
     extractor_key: str
     version: int
     source: Path
     loaded_at: float = field(default_factory=time.time)
     _pngs: dict[tuple[str, str], bytes] = field(default_factory=dict, repr=False)
+    _population: Population | None = field(default=None, repr=False)
+    _lineage: LineageView | None = field(default=None, repr=False)
+    # Building the lineage null takes seconds; concurrent first requests wait for one build.
+    _lineage_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def names(self) -> list[str]:
@@ -53,8 +72,12 @@ class ModelSet:
     def fingerprints(self) -> list[Fingerprint]:
         return self.detector.fingerprints
 
-    def find(self, name: str) -> Fingerprint | None:
-        return next((fp for fp in self.fingerprints if fp.name == name), None)
+    def find(self, name: str) -> Fingerprint:
+        """The loaded generator of that name; a 404 naming the loaded ones when there is none."""
+        fp = next((fp for fp in self.fingerprints if fp.name == name), None)
+        if fp is None:
+            raise GeneratorNotFound(f"no generator named {name!r}; loaded: {', '.join(self.names)}")
+        return fp
 
     def png(self, fp: Fingerprint, kind: str) -> bytes:
         """``fingerprint`` or ``spectrum`` rendering, made once per loaded set."""
@@ -63,6 +86,24 @@ class ModelSet:
             render = fingerprint_image if kind == "fingerprint" else spectrum_image
             self._pngs[key] = png_bytes(render(fp.tensor))
         return self._pngs[key]
+
+    def population(self) -> Population:
+        """The set as the population that calibrates lineage decisions (blocking: call from a thread)."""
+        with self._lineage_lock:
+            if self._population is None:
+                population = Population(self.fingerprints)
+                _ = population.null  # pay for the null once, here, not in a request that happens to be first
+                self._population = population
+            return self._population
+
+    def lineage(self) -> LineageView:
+        """Every pair of the set and its heatmap (blocking)."""
+        population = self.population()
+        with self._lineage_lock:
+            if self._lineage is None:
+                result = matrix(self.fingerprints, population)
+                self._lineage = LineageView(population, result, png_bytes(lineage_heatmap(result, population.config)))
+            return self._lineage
 
 
 def load_model_set(root: Path, extractor_dir: Path | None, device: torch.device, version: int,

@@ -1,7 +1,7 @@
 """Every failure becomes ``{"error": {"code", "message", "request_id"}}`` with the right status.
 
 ``ApiError`` subclasses are the service's own refusals; ``dif.errors.DifError``
-(bad uploads, bad artifacts) carries its own code and status; FastAPI's 404, 405
+(bad uploads, bad artifacts) carries its own ``code`` and ``status`` too; FastAPI's 404, 405
 and validation errors are rewritten into the same shape so clients parse one format.
 """
 
@@ -121,18 +121,13 @@ def error_response(status: int, code: str, message: str, request_id: str | None 
     return JSONResponse({"error": body}, status_code=status, headers=dict(headers or {}))
 
 
-async def _api_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ApiError)
+async def _refusal(request: Request, exc: Exception) -> JSONResponse:
+    """The service's own refusal (``ApiError``) or one of the core's (``DifError``: a bad upload or artifact)."""
+    assert isinstance(exc, (ApiError, DifError))
     if exc.status != 500:  # server faults are counted where they happen (batch failures)
         request.app.state.service.metrics.rejections.labels(reason=exc.code).inc()
-    return error_response(exc.status, exc.code, exc.message, request_id_of(request), exc.headers)
-
-
-async def _dif_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, DifError)
-    if exc.http_status < 500:  # an upload the core refused (not an image, too small...) is a rejection too
-        request.app.state.service.metrics.rejections.labels(reason=exc.code).inc()
-    return error_response(exc.http_status, exc.code, str(exc), request_id_of(request))
+    headers = exc.headers if isinstance(exc, ApiError) else None
+    return error_response(exc.status, exc.code, str(exc), request_id_of(request), headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -151,7 +146,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(ApiError, _api_error)
-    app.add_exception_handler(DifError, _dif_error)
+    app.add_exception_handler(ApiError, _refusal)
+    app.add_exception_handler(DifError, _refusal)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

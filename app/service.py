@@ -96,7 +96,7 @@ class Service:
             self.phase = Phase.FAILED
             return
         # Admission estimates the backlog from measured costs from the very first request on.
-        self.batcher.seed_costs(per_image_s)
+        self.batcher.admission.seed_costs(per_image_s)
         if self.phase is Phase.STARTING:
             self.phase = Phase.READY
             self.metrics.ready.set(1)
@@ -162,7 +162,7 @@ class Service:
         item = await loop.run_in_executor(self.decode_pool, self.engine.prepare, data, time.perf_counter(), point,
                                           filename)
         # Provenance is read on the decode threads too, so admission counts it in their cost.
-        self.batcher.observe_prepare(item.decode_s + item.provenance_s + item.crop_s)
+        self.batcher.admission.observe_prepare(item.decode_s + item.provenance_s + item.crop_s)
         return item
 
     def _publish(self, model: ModelSet) -> None:

@@ -43,8 +43,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.load import Server, decode_ceiling  # noqa: E402
-from dif.cli import main  # noqa: E402
 from dif.fingerprint_set import EMBEDDED_FINGERPRINTS  # noqa: E402
+from dif_cli import main  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
 

@@ -78,7 +78,7 @@ def dif(*args: str) -> tuple[float, float, str]:
     """Run ``dif ARGS`` in a fresh process: (wall seconds, peak RSS in GiB, stdout)."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "dif.cli", *args], cwd=REPO, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "dif_cli", *args], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     out = proc.stdout.read()

@@ -40,12 +40,12 @@ SIZE_LIMITS = {WEIGHTS_FILE: MAX_WEIGHTS_BYTES, METADATA_FILE: MAX_METADATA_BYTE
 
 class ArchiveError(ArtifactError):
     code = "invalid_archive"
-    http_status = 422
+    status = 422
 
 
 class ArchiveTooLarge(ArchiveError):
     code = "archive_too_large"
-    http_status = 413
+    status = 413
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,10 @@ import hashlib
 import json
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import torch
 from safetensors import SafetensorError
@@ -45,6 +46,32 @@ REQUIRED_KEYS = ("schema_version", "name", "crop_size", "extractor", "calibratio
 MAX_METADATA_BYTES = 1_000_000
 
 
+@dataclass(frozen=True)
+class Crossval:
+    """What ``dif train --crossval`` recorded under ``metrics.crossval`` and the code reads back."""
+
+    accuracy: float | None = None
+    heldout_fake_p: tuple[float, ...] = ()  # the held-out fakes' p-values: TPR at any rate and family size
+    tpr_at_fpr: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_metadata(cls, meta: Mapping[str, Any]) -> Crossval | None:
+        """None when none was recorded. Read leniently, as the service always has: a value that is
+        not a number counts as not recorded (an uploaded artifact is compared, never refused, for it)."""
+        metrics = meta.get("metrics")
+        recorded = metrics.get("crossval") if isinstance(metrics, dict) else None
+        if not isinstance(recorded, dict) or not recorded:
+            return None
+        accuracy, p, tpr = recorded.get("accuracy"), recorded.get("heldout_fake_p"), recorded.get("tpr_at_fpr")
+        p_values = tuple(float(v) for v in p) if isinstance(p, list) and all(map(_is_number, p)) else ()
+        rates = {str(k): float(v) for k, v in tpr.items() if _is_number(v)} if isinstance(tpr, dict) else {}
+        return cls(float(accuracy) if _is_number(accuracy) else None, p_values, rates)
+
+
+def _is_number(value: object) -> TypeGuard[int | float]:
+    return isinstance(value, (int, float))
+
+
 @dataclass
 class Fingerprint:
     name: str
@@ -52,13 +79,17 @@ class Fingerprint:
     calibration: Calibration
     extractor: dict[str, Any]
     detection: Detection = field(default_factory=Detection)
+    # What the trainer or importer recorded besides the typed fields (samples, estimator, metrics...).
     metadata: dict[str, Any] = field(default_factory=dict)
     # None: derived from the calibration's orientation with the theoretical N(0, 1) null.
     null: NullModel | None = None
+    schema_version: int = SCHEMA_VERSION  # of the metadata.json it was read from (1: migrated)
+    crossval: Crossval | None = field(default=None, init=False)  # read from metadata["metrics"]
 
     def __post_init__(self) -> None:
         if self.null is None:
             self.null = derived_null(self.calibration)
+        self.crossval = Crossval.from_metadata(self.metadata)
 
     @property
     def null_model(self) -> NullModel:
@@ -133,13 +164,25 @@ def parse_fingerprint(weights: bytes, metadata: bytes, source: str = "upload") -
         raise ArtifactError(f"{source}: {WEIGHTS_FILE} must hold exactly one tensor named {TENSOR_KEY!r}, "
                             f"found {sorted(tensors)}")
     tensor = tensors[TENSOR_KEY]
-    validate_tensor(tensor, expected_size=int(meta["crop_size"]), source=source)
-    calibration = _calibration(meta, source)
+    validate_tensor(tensor, expected_size=meta.crop_size, source=source)
     return Fingerprint(
-        name=meta["name"], tensor=tensor, calibration=calibration,
-        extractor=_extractor(meta, source), detection=Detection.from_dict(meta["detection"]), metadata=meta,
-        null=_null(meta, calibration, source),
+        name=meta.name, tensor=tensor, calibration=meta.calibration, extractor=meta.extractor,
+        detection=meta.detection, metadata=meta.recorded, null=meta.null, schema_version=meta.schema_version,
     )
+
+
+@dataclass(frozen=True)
+class ArtifactMetadata:
+    """A metadata.json, validated once (``parse_metadata``): the fields the code reads, typed."""
+
+    schema_version: int
+    name: str
+    crop_size: int
+    extractor: dict[str, Any]  # at least id and version
+    calibration: Calibration
+    detection: Detection
+    null: NullModel  # recorded (schema 2) or derived (schema 1)
+    recorded: dict[str, Any]  # the whole object as written
 
 
 def derived_null(calibration: Calibration) -> NullModel:
@@ -162,7 +205,7 @@ def _null(meta: dict[str, Any], calibration: Calibration, source: str) -> NullMo
                             "re-create the artifact with `dif train`") from exc
 
 
-def parse_metadata(raw: bytes, source: str) -> dict[str, Any]:
+def parse_metadata(raw: bytes, source: str) -> ArtifactMetadata:
     if len(raw) > MAX_METADATA_BYTES:
         raise ArtifactError(f"{source}: {METADATA_FILE} is larger than {MAX_METADATA_BYTES} bytes")
     try:
@@ -186,7 +229,12 @@ def parse_metadata(raw: bytes, source: str) -> dict[str, Any]:
         raise ArtifactError(f"{source}: crop_size must be an integer between 16 and 2048")
     if not isinstance(meta["detection"], dict):
         raise ArtifactError(f"{source}: detection must be an object")
-    return meta
+    calibration = _calibration(meta, source)
+    return ArtifactMetadata(
+        schema_version=meta["schema_version"], name=meta["name"], crop_size=meta["crop_size"],
+        extractor=_extractor(meta, source), calibration=calibration, detection=Detection.from_dict(meta["detection"]),
+        null=_null(meta, calibration, source), recorded=meta,
+    )
 
 
 def _calibration(meta: dict[str, Any], source: str) -> Calibration:

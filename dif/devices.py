@@ -9,7 +9,7 @@ from dif.errors import DifError
 
 class DeviceUnavailable(DifError):
     code = "device_unavailable"
-    http_status = 422
+    status = 422
 
 
 def resolve_device(name: str, setting: str = "--device") -> torch.device:

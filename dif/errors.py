@@ -11,43 +11,43 @@ class DifError(Exception):
     """Base class: ``code`` is machine-readable, the message says what to do."""
 
     code = "dif_error"
-    http_status = 400
+    status = 400
 
 
 class UnsupportedImage(DifError):
     code = "unsupported_media_type"
-    http_status = 415
+    status = 415
 
 
 class CorruptImage(DifError):
     code = "corrupt_image"
-    http_status = 400
+    status = 400
 
 
 class ImageTooLarge(DifError):
     code = "image_too_large"
-    http_status = 413
+    status = 413
 
 
 class ImageTooSmall(DifError):
     code = "image_too_small"
-    http_status = 422
+    status = 422
 
 
 class ArtifactError(DifError):
     """A fingerprint or extractor artifact is missing, malformed or unsafe."""
 
     code = "invalid_artifact"
-    http_status = 422
+    status = 422
 
 
 class DatasetError(DifError):
     code = "invalid_dataset"
-    http_status = 422
+    status = 422
 
 
 class InvalidRate(DifError):
     """A requested false-positive rate outside what the null model supports."""
 
     code = "invalid_rate"
-    http_status = 422
+    status = 422

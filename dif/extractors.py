@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -47,20 +46,29 @@ class ResidualExtractor(nn.Module):
         return {"id": self.name, "version": self.version, "digest": self.digest()}
 
 
-class Laplacian(ResidualExtractor):
+class FixedFilter(ResidualExtractor):
+    """A fixed ``k x k`` kernel applied per channel, the border replicated so the output keeps the size."""
+
+    kernel: torch.Tensor
+
+    def __init__(self, kernel: torch.Tensor) -> None:
+        super().__init__()
+        size = kernel.shape[-1]
+        self.register_buffer("kernel", kernel.expand(3, 1, size, size).clone(), persistent=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pad = self.kernel.shape[-1] // 2
+        return F.conv2d(F.pad(x, (pad, pad, pad, pad), mode="replicate"), self.kernel, groups=3)
+
+
+class Laplacian(FixedFilter):
     """Parameter-free 3x3 high-pass (negative discrete Laplacian), per channel."""
 
     name = "laplacian"
     version = 1
-    kernel: torch.Tensor
 
     def __init__(self) -> None:
-        super().__init__()
-        kernel = torch.tensor([[0.0, -1.0, 0.0], [-1.0, 4.0, -1.0], [0.0, -1.0, 0.0]]) / 4.0
-        self.register_buffer("kernel", kernel.expand(3, 1, 3, 3).clone(), persistent=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), self.kernel, groups=3)
+        super().__init__(torch.tensor([[0.0, -1.0, 0.0], [-1.0, 4.0, -1.0], [0.0, -1.0, 0.0]]) / 4.0)
 
 
 class SignLaplacian(Laplacian):
@@ -68,7 +76,7 @@ class SignLaplacian(Laplacian):
 
     Strong edges dominate a linear residual and drown the generator's faint
     pattern; keeping only the sign gives every pixel one vote. Chosen as the
-    default by cross-validated accuracy (docs/extractors.md).
+    default by cross-validated accuracy (docs/accuracy.md, "Residual extractor comparison").
     """
 
     name = "signlap"
@@ -94,21 +102,16 @@ class LocalNormLaplacian(Laplacian):
         return r / (local.sqrt() + 1e-3)
 
 
-class BoxHighPass(ResidualExtractor):
+class BoxHighPass(FixedFilter):
     """Image minus its 5x5 local mean: keeps a wider high band than the Laplacian."""
 
     name = "boxhp5"
     version = 1
-    kernel: torch.Tensor
 
     def __init__(self) -> None:
-        super().__init__()
         kernel = -torch.ones(5, 5) / 25.0
         kernel[2, 2] += 1.0
-        self.register_buffer("kernel", kernel.expand(3, 1, 5, 5).clone(), persistent=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(F.pad(x, (2, 2, 2, 2), mode="replicate"), self.kernel, groups=3)
+        super().__init__(kernel)
 
 
 class DnCNN(ResidualExtractor):
@@ -146,14 +149,6 @@ _BUILTIN: dict[str, Callable[[], ResidualExtractor]] = {
 
 def available() -> list[str]:
     return sorted([*_BUILTIN, "dncnn@1"])
-
-
-@dataclass(frozen=True)
-class ExtractorSpec:
-    """Where to find an extractor: a builtin key, or a learned one's folder."""
-
-    key: str
-    weights_dir: Path | None = None
 
 
 def create(key: str, weights_dir: Path | str | None = None) -> ResidualExtractor:

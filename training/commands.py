@@ -105,8 +105,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                         progress=not args.quiet, crossval_folds=args.crossval, extra_real=args.extra_real,
                         reals=args.reals, family_size=args.family_size)
     out = save_fingerprint(fp, args.out)
-    crossval = fp.metadata.get("metrics", {}).get("crossval")
-    measured = f", cross-validated TPR at 1 %: {crossval['tpr_at_fpr']['0.01']:.2f}" if crossval else ""
+    measured = f", cross-validated TPR at 1 %: {fp.crossval.tpr_at_fpr['0.01']:.2f}" if fp.crossval else ""
     print(f"wrote {out} (null scale {fp.null_model.scale:.2f}{measured})")
     return 0
 

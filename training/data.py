@@ -28,9 +28,6 @@ class LabelledImages:
     paths: list[Path]
     labels: list[int]
 
-    def subset(self, index: list[int]) -> LabelledImages:
-        return LabelledImages([self.paths[i] for i in index], [self.labels[i] for i in index])
-
     def count(self, label: int) -> int:
         return sum(1 for v in self.labels if v == label)
 
@@ -47,6 +44,16 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
+def images_in(folder: Path, missing: str, empty: str) -> list[Path]:
+    """The images of ``folder``; ``DatasetError(missing)`` when it is not a folder, ``(empty)`` when it holds none."""
+    if not folder.is_dir():
+        raise DatasetError(missing)
+    found = list_images(folder)
+    if not found:
+        raise DatasetError(empty)
+    return found
+
+
 def scan(data_dir: Path | str, extra_real: list[Path] | None = None) -> LabelledImages:
     """Images of ``DATA_DIR/0_real`` (label 0) and ``DATA_DIR/1_fake`` (label 1)."""
     root = Path(data_dir)
@@ -54,11 +61,8 @@ def scan(data_dir: Path | str, extra_real: list[Path] | None = None) -> Labelled
     labels: list[int] = []
     for sub, label in (("0_real", REAL), ("1_fake", FAKE)):
         folder = root / sub
-        if not folder.is_dir():
-            raise DatasetError(f"{root} must contain {sub}/ (real images in 0_real/, generated in 1_fake/)")
-        found = list_images(folder)
-        if not found:
-            raise DatasetError(f"{folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        found = images_in(folder, f"{root} must contain {sub}/ (real images in 0_real/, generated in 1_fake/)",
+                          f"{folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
         paths += found
         labels += [label] * len(found)
     return LabelledImages(paths, labels)

@@ -30,7 +30,7 @@ from training.data import (
     ResidualCache,
     build_cache,
     build_training_cache,
-    list_images,
+    images_in,
     scan,
     with_extra_reals,
 )
@@ -41,17 +41,10 @@ from training.pipeline import DEFAULT_FAMILY_SIZE, FitConfig, Scored, fit_finger
 
 def real_pool(folders: list[Path]) -> LabelledImages:
     """Every image of ``folders``, labelled real (a pool of photos no fingerprint trains on)."""
-    paths = [p for folder in folders for p in _images_of(folder)]
+    paths = [p for folder in folders
+             for p in images_in(folder, f"--reals {folder} is not a folder of real photos",
+                                f"--reals {folder} holds no images")]
     return LabelledImages(paths, [REAL] * len(paths))
-
-
-def _images_of(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        raise DatasetError(f"--reals {folder} is not a folder of real photos")
-    found = list_images(folder)
-    if not found:
-        raise DatasetError(f"--reals {folder} holds no images")
-    return found
 
 
 def check_disjoint(pool: LabelledImages, training: LabelledImages) -> None:

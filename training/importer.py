@@ -58,7 +58,7 @@ _SAFE_GLOBALS = {("torch", "device"): torch.device}
 
 class UnsafePickle(ArtifactError):
     code = "unsafe_pickle"
-    http_status = 422
+    status = 422
 
 
 class RestrictedUnpickler(pickle.Unpickler):

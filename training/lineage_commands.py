@@ -25,7 +25,7 @@ DEFAULT_MAX_SHIFT = 4
 DEFAULT_ALPHA = 1e-3
 
 
-def expand(paths: list[Path]) -> list[Fingerprint]:
+def load_artifacts(paths: list[Path]) -> list[Fingerprint]:
     """Artifacts named by ``paths``: an artifact folder itself, or a folder of artifact folders."""
     from dif.artifact import METADATA_FILE, discover, load_fingerprint
 
@@ -53,14 +53,14 @@ def unique(fingerprints: list[Fingerprint]) -> list[Fingerprint]:
     return list(seen.values())
 
 
-def population_of(compared: list[Fingerprint], extra: list[Path], siblings: list[Path]) -> list[Fingerprint]:
+def population_pool(compared: list[Fingerprint], extra: list[Path], siblings: list[Path]) -> list[Fingerprint]:
     """The compared fingerprints, those of ``extra`` folders and of ``siblings`` (folders beside them).
 
     Only fingerprints of the compared ones' crop size can be part of it.
     """
     from dif.artifact import discover, load_fingerprint
 
-    pool = [*compared, *expand(extra)]
+    pool = [*compared, *load_artifacts(extra)]
     for folder in siblings:
         if folder.is_dir():
             pool += [load_fingerprint(p) for p in discover(folder)]
@@ -81,7 +81,7 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     a, b = load_fingerprint(args.a_dir), load_fingerprint(args.b_dir)
     siblings = [] if args.population else sorted({args.a_dir.resolve().parent, args.b_dir.resolve().parent})
     started = time.perf_counter()
-    population = Population(population_of([a, b], args.population or [], siblings), config_of(args))
+    population = Population(population_pool([a, b], args.population or [], siblings), config_of(args))
     result = compare(a, b, population)
     report: dict[str, Any] = {**result.to_dict(), "null": population.null.to_dict(),
                               "seconds": round(time.perf_counter() - started, 3)}
@@ -101,9 +101,9 @@ def cmd_lineage_matrix(args: argparse.Namespace) -> int:
     from dif.lineage import Population, matrix
     from dif.render import lineage_heatmap, save_png
 
-    fingerprints = unique(expand(args.fp_dirs))
+    fingerprints = unique(load_artifacts(args.fp_dirs))
     started = time.perf_counter()
-    population = Population(population_of(fingerprints, args.population or [], []), config_of(args))
+    population = Population(population_pool(fingerprints, args.population or [], []), config_of(args))
     result = matrix(fingerprints, population)
     seconds = time.perf_counter() - started
     if args.png:
@@ -131,7 +131,7 @@ def cmd_cross_detect(args: argparse.Namespace) -> int:
     from training.pipeline import image_statistic
     from training.trainer import resolve_device
 
-    fingerprints = unique(expand(args.fp_dirs))
+    fingerprints = unique(load_artifacts(args.fp_dirs))
     device = resolve_device(args.device)
     folders = [d for d in args.data if (d / "1_fake").is_dir()] or \
         [d for root in args.data for d in sorted(root.iterdir()) if (d / "1_fake").is_dir()]

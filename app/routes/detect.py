@@ -12,7 +12,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.batcher import Admission, Done
+from app.admission import Admission
+from app.batcher import Done
 from app.deps import ServiceDep, require_api_key, require_ready
 from app.engine import ImageScores, PreparedImage
 from app.errors import ApiError, DeadlineExceeded, MalformedUpload, MissingFile, TooManyFiles
@@ -217,8 +218,7 @@ async def _before(deadline: float, work: Awaitable[T], service: Service) -> T:
 
 def _failed(upload: Upload, failure: FileFailure, service: Service) -> ImageResult:
     """The entry of a file that was not scored. Counted as a rejection, as it is when it fails a request alone."""
-    status, message = (failure.status, failure.message) if isinstance(failure, ApiError) \
-        else (failure.http_status, str(failure))
+    status, message = failure.status, str(failure)
     if status < 500:  # server faults are counted where they happen (batch failures)
         service.metrics.rejections.labels(reason=failure.code).inc()
     return ImageResult(filename=upload.filename, status=status, error=FileError(code=failure.code, message=message))

@@ -11,7 +11,6 @@ from fastapi.responses import Response
 
 from app.deps import ModelDep, ServiceDep, require_api_key
 from app.engine import ModelSet
-from app.errors import GeneratorNotFound
 from app.schemas import GeneratorList, GeneratorOut, error_responses
 from dif.artifact import Fingerprint
 from dif.decision import REPORTED_RATES, detection_rate, rate_key
@@ -42,7 +41,7 @@ async def list_generators(model: ModelDep, service: ServiceDep) -> GeneratorList
 
 @router.get("/{name}", response_model=GeneratorOut, responses=NOT_FOUND, summary="One generator")
 async def get_generator(model: ModelDep, service: ServiceDep, name: NameParam) -> GeneratorOut:
-    return describe(_find(model, name), service.settings.false_positive_rate, len(model.names))
+    return describe(model.find(name), service.settings.false_positive_rate, len(model.names))
 
 
 @router.get("/{name}/fingerprint.png", response_class=Response, responses=NOT_FOUND,
@@ -58,39 +57,27 @@ async def spectrum_png(model: ModelDep, name: NameParam) -> Response:
 
 
 async def _png(model: ModelSet, name: str, kind: Literal["fingerprint", "spectrum"]) -> Response:
-    fp = _find(model, name)
+    fp = model.find(name)
     data = await asyncio.to_thread(model.png, fp, kind)  # an FFT and a PNG encode: keep them off the loop
     return Response(data, media_type="image/png", headers={"Cache-Control": "no-cache"})
-
-
-def _find(model: ModelSet, name: str) -> Fingerprint:
-    fp = model.find(name)
-    if fp is None:
-        raise GeneratorNotFound(f"no generator named {name!r}; loaded: {', '.join(model.names)}")
-    return fp
 
 
 def expected_tpr(fp: Fingerprint, rate: float, family_size: int) -> float | None:
     """Cross-validated TPR at ``rate`` with this many generators loaded, from the held-out fakes'
     p-values the trainer recorded (None for an artifact trained without --crossval)."""
-    crossval = (fp.metadata.get("metrics") or {}).get("crossval") or {}
-    recorded = crossval.get("heldout_fake_p")
-    if not isinstance(recorded, list) or not recorded:
+    if fp.crossval is None or not fp.crossval.heldout_fake_p:
         return None
-    return detection_rate(torch.tensor([float(v) for v in recorded]), rate, family_size)
+    return detection_rate(torch.tensor(fp.crossval.heldout_fake_p), rate, family_size)
 
 
 def describe(fp: Fingerprint, rate: float, family_size: int) -> GeneratorOut:
-    meta = fp.full_metadata()
-    crossval = (meta.get("metrics") or {}).get("crossval") or {}
-    accuracy = crossval.get("accuracy")
     here = expected_tpr(fp, rate, family_size)
     tpr = {rate_key(r): expected_tpr(fp, r, family_size) for r in REPORTED_RATES}
     return GeneratorOut(
         name=fp.name, crop_size=fp.crop_size, extractor=fp.extractor, detection=fp.detection.to_dict(),
         calibration=fp.calibration.to_dict(), null=fp.null_model.to_dict(),
         centres={"real": fp.calibration.real_centre, "fake": fp.calibration.fake_centre},
-        crossval_accuracy=float(accuracy) if isinstance(accuracy, (int, float)) else None,
+        crossval_accuracy=fp.crossval.accuracy if fp.crossval else None,
         tpr_at_fpr=tpr, tpr_at_operating_point=here, weak=None if here is None else here < WEAK_TPR,
-        schema_version=int(fp.metadata.get("schema_version", 2)), metadata=meta,
+        schema_version=fp.schema_version, metadata=fp.full_metadata(),
     )

@@ -10,8 +10,6 @@ written to disk and nothing is unpickled, and a bad one is a 4xx, never a 500.
 from __future__ import annotations
 
 import asyncio
-import threading
-import weakref
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
@@ -21,13 +19,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.deps import ModelDep, require_api_key, require_ready
 from app.engine import ModelSet
-from app.errors import GeneratorNotFound, MalformedUpload, MissingFile
+from app.errors import MalformedUpload, MissingFile
 from app.jsonbody import parse_json_body
 from app.schemas import Shift, error_responses
 from dif.archive import fingerprint_from_archive, parse_upload
 from dif.artifact import Fingerprint
-from dif.lineage import STATISTIC, LineageMatrix, Population, compare, matrix
-from dif.render import lineage_heatmap, png_bytes
+from dif.lineage import STATISTIC, compare
 
 router = APIRouter(prefix="/lineage", tags=["lineage"],
                    dependencies=[Depends(require_api_key), Depends(require_ready)])
@@ -86,45 +83,12 @@ class ComparisonOut(BaseModel):
     null: dict[str, float | int] = Field(description="what unrelated pairs look like in this population")
 
 
-# One population per loaded set, built on first use (its null needs every pair once).
-_populations: weakref.WeakKeyDictionary[ModelSet, Population] = weakref.WeakKeyDictionary()
-_matrices: weakref.WeakKeyDictionary[ModelSet, tuple[LineageMatrix, bytes]] = weakref.WeakKeyDictionary()
-_build_lock = threading.Lock()
-
-
-def population_of(model: ModelSet) -> Population:
-    """The loaded set as a calibrated population (blocking: call from a thread)."""
-    with _build_lock:
-        if model not in _populations:
-            population = Population(model.fingerprints)
-            _ = population.null  # pay for the null once, here, not in a request that happens to be first
-            _populations[model] = population
-        return _populations[model]
-
-
-def matrix_of(model: ModelSet) -> tuple[LineageMatrix, bytes]:
-    """Every pair of the loaded set and its heatmap (blocking)."""
-    population = population_of(model)
-    with _build_lock:
-        if model not in _matrices:
-            result = matrix(model.fingerprints, population)
-            _matrices[model] = (result, png_bytes(lineage_heatmap(result, population.config)))
-        return _matrices[model]
-
-
-def _loaded(model: ModelSet, name: str) -> Fingerprint:
-    fp = model.find(name)
-    if fp is None:
-        raise GeneratorNotFound(f"no generator named {name!r}; loaded: {', '.join(model.names)}")
-    return fp
-
-
 async def _json_sides(request: Request, model: ModelSet) -> list[Fingerprint]:
     body = parse_json_body(await request.body())
     if not isinstance(body, dict) or not all(isinstance(body.get(side), str) for side in SIDES):
         raise MissingFile('the JSON body must be {"a": "<loaded generator>", "b": "<loaded generator>"}; '
                           "to compare an artifact of your own, upload it as multipart/form-data")
-    return [_loaded(model, body[side]) for side in SIDES]
+    return [model.find(body[side]) for side in SIDES]
 
 
 async def _multipart_sides(request: Request, model: ModelSet) -> list[Fingerprint]:
@@ -138,7 +102,7 @@ async def _multipart_sides(request: Request, model: ModelSet) -> list[Fingerprin
             value = form.get(side)
             weights, metadata = form.get(f"{side}_weights"), form.get(f"{side}_metadata")
             if isinstance(value, str):
-                sides.append(_loaded(model, value))
+                sides.append(model.find(value))
             elif isinstance(value, UploadFile):
                 data = await value.read()
                 sides.append(await asyncio.to_thread(fingerprint_from_archive, data, value.filename or side))
@@ -167,7 +131,7 @@ async def lineage(request: Request, model: ModelDep) -> ComparisonOut:
     else:
         raise UnsupportedBody(f"send application/json with two loaded names, or multipart/form-data with "
                               f"artifacts; got {kind or 'no content type'}")
-    population = await asyncio.to_thread(population_of, model)
+    population = await asyncio.to_thread(model.population)
     result = await asyncio.to_thread(compare, a, b, population)
     return ComparisonOut(**result.to_dict(), null=population.null.to_dict())
 
@@ -176,11 +140,11 @@ async def lineage(request: Request, model: ModelDep) -> ComparisonOut:
                                         "Accept: image/png"}, **MATRIX_ERRORS},
             summary="Lineage of every pair of loaded generators (JSON, or a heatmap with Accept: image/png)")
 async def lineage_matrix(request: Request, model: ModelDep) -> Response:
-    result, png = await asyncio.to_thread(matrix_of, model)
+    view = await asyncio.to_thread(model.lineage)
     if _prefers_png(request.headers.get("accept", "")):
-        return Response(png, media_type="image/png", headers={"Cache-Control": "no-cache"})
-    population = await asyncio.to_thread(population_of, model)
-    return JSONResponse({**result.to_dict(), "null": population.null.to_dict(),
+        return Response(view.png, media_type="image/png", headers={"Cache-Control": "no-cache"})
+    population = view.population
+    return JSONResponse({**view.matrix.to_dict(), "null": population.null.to_dict(),
                          "config": population.config.to_dict(), "model_version": model.version})
 
 

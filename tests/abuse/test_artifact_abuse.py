@@ -192,7 +192,7 @@ def reference_folder(root: Path, checkpoint: bytes | None = None, hypers: bytes 
 
 def import_reference(folder: Path, out: Path) -> subprocess.Popen[str]:
     """``dif import-reference`` in a fresh process (started, not waited for: torch's import is slow)."""
-    return subprocess.Popen([sys.executable, "-m", "dif.cli", "import-reference", str(folder), "--out", str(out)],
+    return subprocess.Popen([sys.executable, "-m", "dif_cli", "import-reference", str(folder), "--out", str(out)],
                             cwd=folder.parent, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 

@@ -6,7 +6,8 @@ import sys
 import pytest
 import torch
 
-from dif.cli import COMMAND_MODULES, HelpFormatter, build_parser, main
+from dif.commandline import HelpFormatter
+from dif_cli import COMMAND_MODULES, build_parser, main
 
 
 def test_missing_class_folder_is_a_one_line_error(tmp_path, capsys):
@@ -59,7 +60,7 @@ HEAVY = ("torch", "fastapi", "uvicorn", "numpy", "matplotlib")
 
 def imported_by(argv: list[str]) -> set[str]:
     """Top-level packages a real ``dif ARGV`` process imports (``python -X importtime``)."""
-    code = "import sys; from dif.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys; from dif_cli import main; sys.exit(main(sys.argv[1:]))"
     result = subprocess.run([sys.executable, "-X", "importtime", "-c", code, *argv],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from dif.cli import main
+from dif_cli import main
 from tests.core.synthetic import ToyGenerator, photo_crops, write_dataset
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dif.cli import main
+from dif_cli import main
 from training.data import scan
 
 REPO = Path(__file__).resolve().parents[2]

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from dif.artifact import load_all, load_fingerprint
-from dif.cli import main
 from dif.errors import ArtifactError
 from dif.extractors import DEFAULT_EXTRACTOR, create
+from dif_cli import main
 from training.importer import (
     CENTRE_STEPS,
     SPREAD_FLOOR,

@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 
 from dif.artifact import Detection, save_fingerprint
-from dif.cli import main
 from dif.lineage import LineageConfig, Population, matrix
+from dif_cli import main
 from training.lineage_family import FamilyConfig, Member, is_related, lineage_auc
 from training.metrics import roc_auc
 

@@ -11,7 +11,6 @@ import torch
 
 from dif.artifact import Fingerprint, save_fingerprint
 from dif.calibration import Calibration
-from dif.cli import main
 from dif.extractors import create
 from dif.lineage import (
     LineageConfig,
@@ -24,6 +23,7 @@ from dif.lineage import (
     unit,
     upper_tail,
 )
+from dif_cli import main
 
 SIZE = 32
 

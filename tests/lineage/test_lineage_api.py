@@ -21,8 +21,8 @@ from safetensors.torch import save
 
 from dif.artifact import METADATA_FILE, WEIGHTS_FILE, Fingerprint, load_fingerprint, save_fingerprint
 from dif.calibration import Calibration
-from dif.cli import main
 from dif.extractors import create
+from dif_cli import main
 from tests.service.support import ThreadServer, make_settings
 
 from .render_checks import colour_scale_length

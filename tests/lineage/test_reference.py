@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 
 from dif.artifact import load_all
-from dif.cli import main
 from dif.lineage import orientation
+from dif_cli import main
 
 
 def ranked(report: dict, name: str) -> list[tuple[str, float]]:

@@ -12,7 +12,7 @@ import c2pa
 import pytest
 
 from dif import provenance
-from dif.provenance import read_provenance
+from dif.provenance import manifests, read_provenance
 
 from .conftest import AI, CAPTURE, IPTC, SigningCA, flip_pixel_byte, image_bytes, make_ca, manifest, sign
 
@@ -186,7 +186,7 @@ def test_remote_manifests_are_never_fetched(signing_ca: SigningCA, listener: _Li
     assert not found.declared_ai
     # The reader's own settings keep it offline as well (c2pa ignores unknown setting keys, so
     # a misspelt one would silently fetch): the same file through our context reaches nobody...
-    context = provenance._context(c2pa, None)
+    context = manifests._context(c2pa, None)
     with pytest.raises(c2pa.C2paError):
         c2pa.Reader("image/jpeg", io.BytesIO(remote), context=context)
     context.close()

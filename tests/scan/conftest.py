@@ -22,8 +22,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from dif.cli import main
 from dif.fingerprint_set import EMBEDDED_FINGERPRINTS
+from dif_cli import main
 from tests.provenance.conftest import AI, make_ca, manifest, sign
 from tests.service.support import ThreadServer, make_settings
 

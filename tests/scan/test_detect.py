@@ -139,7 +139,7 @@ def test_help_imports_neither_torch_nor_ray(command: str) -> None:
 
 def test_scan_without_ray_is_one_line_naming_the_extra(tmp_path: Path) -> None:
     # As in the service image or a base install: `import ray` fails, dif detect still works.
-    code = ("import sys; sys.modules['ray'] = None; from dif.cli import main; "
+    code = ("import sys; sys.modules['ray'] = None; from dif_cli import main; "
             f"sys.exit(main(['scan', {str(tmp_path)!r}, '--out', {str(tmp_path / 'out')!r}]))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2, result.stderr

@@ -11,15 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from app.batcher import (
-    WAIT_BUDGET_FRACTION,
-    Batcher,
-    BatchPlan,
-    Refusal,
-    admission_refusal,
-    collect_batch,
-    estimated_wait_s,
-)
+from app.admission import WAIT_BUDGET_FRACTION, Refusal, admission_refusal, estimated_wait_s
+from app.batcher import Batcher, BatchPlan, collect_batch
 from app.errors import DeadlineExceeded, InferenceFailed, QueueFull, ShuttingDown
 from app.metrics import Metrics
 
@@ -218,9 +211,9 @@ def test_admission_refuses_once_the_measured_backlog_exceeds_the_budget() -> Non
     async def scenario() -> None:
         # A 2 s timeout leaves 1 s of admitted backlog; each image costs 0.3 s of forward pass.
         batcher = make_batcher(Recorder(), capacity=100, request_timeout_s=2.0)
-        batcher.seed_costs(0.3)
+        batcher.admission.seed_costs(0.3)
         batcher.start()
-        assert batcher.wait_budget_s == pytest.approx(2.0 * WAIT_BUDGET_FRACTION)
+        assert batcher.admission.wait_budget_s == pytest.approx(2.0 * WAIT_BUDGET_FRACTION)
         with batcher.admit(3):  # 0.9 s
             with pytest.raises(QueueFull) as refused:
                 with batcher.admit(1):  # 1.2 s > 1 s
@@ -230,9 +223,9 @@ def test_admission_refuses_once_the_measured_backlog_exceeds_the_budget() -> Non
         with batcher.admit(3):  # the backlog drained: admitted again
             pass
         # Slow decoding on one thread makes the same backlog too long as well.
-        batcher.seed_costs(0.01)
+        batcher.admission.seed_costs(0.01)
         for _ in range(30):
-            batcher.observe_prepare(0.5)
+            batcher.admission.observe_prepare(0.5)
         with batcher.admit(2):
             with pytest.raises(QueueFull):
                 with batcher.admit(1):

@@ -16,7 +16,7 @@ import httpx
 
 from app.commands import cmd_serve
 from app.service import Service
-from dif.cli import build_parser
+from dif_cli import build_parser
 
 from .support import REPO, ThreadServer, error_of, make_settings, metric_value, wait_until, write_artifacts
 

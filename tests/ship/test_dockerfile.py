@@ -114,7 +114,7 @@ def test_build_context_holds_every_copy_source_and_nothing_else() -> None:
                 continue
             for source in words[:-1]:
                 assert source in context or f"{source}/" in context, f"COPY {source} is excluded by .dockerignore"
-    allowed = ("dif/", "app/", "training/", "scan/", "fingerprints/", "docker/")
+    allowed = ("dif/", "dif_cli/", "app/", "training/", "scan/", "fingerprints/", "docker/")
     stray = [p for p in context if "/" in p.rstrip("/") and not p.startswith(allowed)]
     assert not stray, f"sent to the Docker daemon for nothing: {stray[:10]}"
     assert not any("__pycache__" in p or p.endswith(".pyc") for p in context)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from dif.cli import build_parser
+from dif_cli import build_parser
 
 from .conftest import DEPLOY, REPO, load_yaml_docs, run, tool
 from .dockerfile import Dockerfile

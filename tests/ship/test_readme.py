@@ -9,7 +9,7 @@ from pathlib import Path
 from app.main import create_app
 from app.metrics import Metrics
 from app.settings import Settings
-from dif.cli import build_parser
+from dif_cli import build_parser
 
 from .conftest import REPO, run
 

@@ -1,35 +1,23 @@
-"""The ``dif`` command line. Each area registers its own sub-commands.
+"""What every ``dif`` sub-command shares: the help layout, the parser and the error contract.
 
-A module listed in ``COMMAND_MODULES`` exposes ``register(subparsers)``; every
-sub-parser sets ``func(args) -> int``. ``DifError`` and ``ValueError`` become a
-one-line message and exit code 2.
-
-Help must not wait for torch: a command module imports only what its parser needs
-and its handlers import the heavy code when they run. ``COMMAND_MODULES`` also names the
-commands each module registers, so ``dif serve ...`` imports only the module of
-``serve``; anything else (``dif --help``, an unknown command) imports them all.
+The core knows no command: the composition root (``dif_cli``) or an entry script (``python -m app``)
+hands ``build_parser`` the ``register(subparsers)`` functions of the command modules it wants. Every
+sub-parser sets ``func(args) -> int``; ``DifError`` and ``ValueError`` become a one-line message and
+exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from dif import __version__
 from dif.errors import DifError
 
-# module -> the sub-commands it registers (tests/core/test_cli.py keeps this true)
-COMMAND_MODULES: dict[str, tuple[str, ...]] = {
-    "training.commands": ("train", "eval", "crossval", "train-denoiser", "blank", "build-defaults"),
-    "app.cli": ("serve",),
-    "training.import_commands": ("import-reference",),
-    "training.lineage_commands": ("lineage", "lineage-matrix", "cross-detect"),
-    "scan.commands": ("detect", "scan"),
-}
+Register = Callable[[argparse._SubParsersAction], None]
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -66,27 +54,19 @@ class _Commands(argparse._SubParsersAction):
         return super().add_parser(name, **kwargs)
 
 
-def _modules_for(argv: Sequence[str]) -> list[str]:
-    """The command modules ``argv`` needs: the one registering its command, or all of them."""
-    command = next((arg for arg in argv if not arg.startswith("-")), None)
-    owners = [module for module, commands in COMMAND_MODULES.items() if command in commands]
-    return owners or list(COMMAND_MODULES)
-
-
-def build_parser(modules: Sequence[str] | None = None) -> argparse.ArgumentParser:
+def build_parser(registers: Iterable[Register]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dif", description="Deep Image Fingerprint detector",
                                      formatter_class=HelpFormatter)
     parser.register("action", "parsers", _Commands)
     parser.add_argument("--version", action="version", version=f"dif {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES if modules is None else modules:
-        importlib.import_module(name).register(subparsers)
+    for register in registers:
+        register(subparsers)
     return parser
 
 
-def parse(argv: Sequence[str]) -> argparse.Namespace:
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
     """Parse ``argv``; an unknown option is reported with its sub-command's usage, not the top level's."""
-    parser = build_parser(_modules_for(argv))
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
@@ -95,14 +75,10 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse(sys.argv[1:] if argv is None else argv)
+def run(parser: argparse.ArgumentParser, argv: Sequence[str]) -> int:
+    args = parse(parser, argv)
     try:
         return int(args.func(args) or 0)
     except (DifError, ValueError, FileNotFoundError) as exc:
         print(f"dif {args.command}: error: {exc}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """Figures of docs/lineage.md: synthetic-family AUC over seeds, and lineage timings.
 
-    python bench/lineage_report.py --seeds 0-8 --refs /tmp/refs   # refs: `dif import-reference ... --all`
+    python -m bench.lineage_report --seeds 0-8 --refs /tmp/refs   # refs: `dif import-reference ... --all`
 
 Families are built three seeds at a time (one population of 15 generators per
 group, as in tests/lineage). Prints one JSON object.
@@ -18,13 +18,10 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from dif.artifact import load_all  # noqa: E402
-from dif.lineage import LineageConfig, Population, compare, matrix, orientation  # noqa: E402
-from training.lineage_family import FamilyConfig, build_families, is_related, lineage_auc  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
+from dif.artifact import load_all
+from dif.lineage import LineageConfig, Population, compare, matrix, orientation
+from testkit.paths import LTIM
+from training.lineage_family import FamilyConfig, build_families, is_related, lineage_auc
 
 
 def seed_range(text: str) -> list[int]:
@@ -123,7 +120,7 @@ def timings(refs: Path, config: LineageConfig, repeats: int = 3) -> dict[str, fl
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", default="0-8", help="family seeds, e.g. 0-8 (groups of three)")
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "ltim")
+    parser.add_argument("--data", type=Path, default=LTIM)
     parser.add_argument("--refs", type=Path, default=None, help="imported reference artifacts, for timings")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--prior", default="unet", choices=["unet", "mean"],

@@ -1,7 +1,7 @@
 """Helpers for the overload test: a real ``python -m app``, the shared sample images, and an
 open-loop overload that also watches the server's RSS and its readiness probe.
 
-The load itself comes from ``bench/load.py`` (the benches' driver), so the test and the
+The load itself comes from ``testkit.load`` (the benches' driver), so the test and the
 benches measure the same way: open loop, latency from the scheduled send time.
 """
 
@@ -13,10 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import pytest
 
-from bench.load import Image, LoadResult, Server, load_images, open_loop
-from tests.service.support import GENERATORS, SHARED_DATA, write_artifacts
+from testkit.fingerprints import write_artifacts
+from testkit.images import Blob
+from testkit.load.drivers import open_loop
+from testkit.load.stats import LoadResult
+from testkit.servers import AppProcess, start_app
+from tests.service.support import GENERATORS
 
 # The shipped Kubernetes readiness probe (deploy/k8s/base/deployment.yaml): 3 s timeout, and the
 # pod leaves the Service after 2 failures in a row.
@@ -24,16 +27,10 @@ PROBE_TIMEOUT_S = 3.0
 PROBE_FAILURE_THRESHOLD = 2
 
 
-def sample_images() -> list[Image]:
-    if not SHARED_DATA.is_dir():
-        pytest.fail(f"{SHARED_DATA} is missing: the overload test needs ../shared beside the repository")
-    return load_images(SHARED_DATA)
-
-
-def start_server(tmp_path: Path, **env: str) -> Server:
+def start_server(tmp_path: Path, **env: str) -> AppProcess:
     """A real server on a free port with three random fingerprints and exactly these DIF_* settings."""
     fingerprints = write_artifacts(tmp_path / "fingerprints", GENERATORS)
-    return Server({"DIF_FINGERPRINTS_DIR": str(fingerprints), **env}, tmp_path / "server.log", clean_env=True)
+    return start_app({"DIF_FINGERPRINTS_DIR": str(fingerprints), **env}, tmp_path / "server.log", inherit_dif=False)
 
 
 @dataclass
@@ -52,7 +49,7 @@ class Watch:
         return longest
 
 
-async def watch(server: Server, until: float, every_s: float = 1.0) -> Watch:
+async def watch(server: AppProcess, until: float, every_s: float = 1.0) -> Watch:
     seen = Watch()
     async with httpx.AsyncClient(base_url=server.url, timeout=PROBE_TIMEOUT_S) as probe:
         while time.monotonic() < until:
@@ -66,7 +63,7 @@ async def watch(server: Server, until: float, every_s: float = 1.0) -> Watch:
     return seen
 
 
-async def overload(server: Server, images: list[Image], rate: float, seconds: float, timeout_s: float
+async def overload(server: AppProcess, images: list[Blob], rate: float, seconds: float, timeout_s: float
                    ) -> tuple[LoadResult, Watch]:
     """``rate`` requests/s (Poisson) for ``seconds``, waiting for every answer, watched the whole time."""
     load = open_loop(server.url, images, rate, seconds, "overload", warmup_s=0.0, timeout_s=timeout_s)

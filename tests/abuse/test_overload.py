@@ -19,10 +19,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench.load import LoadResult, Sample, arrival_offsets, closed_loop, percentile
-from tests.service.support import metric_value
+from testkit.images import sample_blobs
+from testkit.load.drivers import arrival_offsets, closed_loop
+from testkit.load.stats import LoadResult, Sample, percentile
+from testkit.servers import metric_value
 
-from .load_support import PROBE_FAILURE_THRESHOLD, overload, retry_after_s, sample_images, start_server
+from .load_support import PROBE_FAILURE_THRESHOLD, overload, retry_after_s, start_server
 
 # A short request timeout against a queue that holds more work than that: 128 admitted images at
 # ~50-100 ms each (this CPU) are 6-13 s of work, past the 6 s deadline, so an admission that
@@ -48,13 +50,13 @@ RECOVERY_SLACK_MS = 150.0
 
 
 def test_three_times_capacity_gets_200_or_429_with_retry_after_and_recovers(tmp_path: Path) -> None:
-    images = sample_images()
+    images = sample_blobs()
     server = start_server(tmp_path, DIF_MAX_BATCH_SIZE="4", DIF_REQUEST_TIMEOUT_S=str(TIMEOUT_S),
                           DIF_QUEUE_CAPACITY=str(QUEUE_CAPACITY), DIF_DRAIN_TIMEOUT_S="5")
     try:
         idle_rss = server.rss_mib()
         capacity = asyncio.run(closed_loop(server.url, images, 8, 4.0, "capacity")).throughput
-        assert capacity > 0, server.log.read_text()
+        assert capacity > 0, server.log()
         before = asyncio.run(closed_loop(server.url, images, 1, 3.0, "before"))
 
         flood, seen = asyncio.run(overload(server, images, OVERLOAD_FACTOR * capacity, OVERLOAD_S,
@@ -104,7 +106,7 @@ def test_three_times_capacity_gets_200_or_429_with_retry_after_and_recovers(tmp_
         f"p50 {p50_before:.0f} ms before the overload, {p50_after:.0f} ms after it"
 
 
-# -- the load generator's pure parts (bench/load.py) --------------------------------------------
+# -- the load generator's pure parts (testkit/load) --------------------------------------------
 
 
 def test_a_constant_schedule_is_evenly_spaced_at_the_rate() -> None:

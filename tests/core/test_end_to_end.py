@@ -5,7 +5,7 @@ import json
 import pytest
 
 from dif.cli import main
-from tests.core.synthetic import ToyGenerator, photo_crops, write_dataset
+from testkit.synthetic import ToyGenerator, photo_crops, write_dataset
 
 
 @pytest.fixture(scope="module")

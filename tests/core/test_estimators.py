@@ -12,7 +12,7 @@ from dif.decision import OperatingPoint
 from dif.detector import Detector
 from dif.extractors import create
 from dif.scoring import CorrelationScorer
-from tests.core.synthetic import ToyGenerator, photo_crops, save_png
+from testkit.synthetic import ToyGenerator, photo_crops, save_png
 from training.build import train_artifact
 from training.pipeline import FitConfig
 from training.trainer import lattice

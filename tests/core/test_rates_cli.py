@@ -8,9 +8,7 @@ from pathlib import Path
 import pytest
 
 from dif.cli import main
-
-REPO = Path(__file__).resolve().parents[2]
-CBSD68 = REPO.parent / "shared" / "data" / "real" / "cbsd68"
+from testkit.paths import CBSD68
 
 
 def run_json(capsys: pytest.CaptureFixture[str], argv: list[str]) -> dict:

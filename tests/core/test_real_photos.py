@@ -18,11 +18,9 @@ from dif.decision import OperatingPoint, decide
 from dif.detector import Detector
 from dif.extractors import create
 from dif.images import decode_image
+from testkit.paths import CBSD68, REPO
 from training.data import list_images
 from training.perturb import jpeg, resize, shift
-
-REPO = Path(__file__).resolve().parents[2]
-CBSD68 = REPO.parent / "shared" / "data" / "real" / "cbsd68"
 
 
 def upper_bound(rate: float, n: int) -> int:

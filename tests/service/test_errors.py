@@ -11,10 +11,11 @@ import pytest
 from fastapi import FastAPI, Query
 
 from app.errors import install_handlers
+from testkit.images import bomb_png, tiny_png
+from testkit.paths import MIB
+from testkit.servers import ThreadServer, metric_value, wait_until
 
-from .support import ThreadServer, bomb_png, error_of, metric_value, tiny_png, wait_until
-
-MIB = 1024 * 1024
+from .support import error_of
 
 
 def post_file(server: ThreadServer, name: str, data: bytes, field: str = "file") -> httpx.Response:

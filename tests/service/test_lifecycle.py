@@ -17,8 +17,11 @@ import httpx
 from app.commands import cmd_serve
 from app.service import Service
 from dif.cli import build_parser
+from testkit.fingerprints import write_artifacts
+from testkit.paths import REPO
+from testkit.servers import ThreadServer, is_ready, make_settings, metric_value, wait_until
 
-from .support import REPO, ThreadServer, error_of, make_settings, metric_value, wait_until, write_artifacts
+from .support import error_of
 
 
 def test_readyz_is_503_until_warm_while_healthz_answers(serve, png_512: bytes) -> None:  # type: ignore[no-untyped-def]
@@ -44,7 +47,7 @@ def test_readyz_is_503_until_warm_while_healthz_answers(serve, png_512: bytes) -
         assert metric_value(server.metrics(), "dif_ready") == 0
     finally:
         warm.set()
-    wait_until(lambda: httpx.get(f"{server.url}/readyz").status_code == 200, 30, "never became ready")
+    wait_until(lambda: is_ready(server.url), 30, "never became ready")
     assert metric_value(server.metrics(), "dif_ready") == 1
 
 

@@ -13,7 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .support import GENERATORS, ThreadServer, free_port, metric_value, tiny_png
+from testkit.images import tiny_png
+from testkit.servers import ThreadServer, free_port, metric_value
+
+from .support import GENERATORS
 
 MISSING_TOOLS = "is missing: run scripts/ci-deps.sh (installs the Debian `prometheus` package)"
 

@@ -11,10 +11,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .support import REPO, ProcessServer, write_artifacts
+from testkit.fingerprints import write_artifacts
+from testkit.paths import REPO
+from testkit.servers import AppProcess
 
 
-def test_an_artifact_folder_is_served_as_a_set_of_one(process_server: Callable[..., ProcessServer],
+def test_an_artifact_folder_is_served_as_a_set_of_one(process_server: Callable[..., AppProcess],
                                                       fingerprints_dir: Path) -> None:
     server = process_server(DIF_FINGERPRINTS_DIR=str(fingerprints_dir / "beta"))
     listed = httpx.get(f"{server.url}/generators", timeout=30).json()

@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from app.settings import Settings
+from testkit.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 
 

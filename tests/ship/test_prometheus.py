@@ -108,6 +108,10 @@ def test_target_is_up(live: tuple[ThreadServer, str]) -> None:
     assert [float(s["value"][1]) for s in up] == [1.0]
     detections = eventually(api, 'sum(dif_detections_total{job="dif"})')
     assert float(detections[0]["value"][1]) == 3 * (len(GENERATORS) + 1)
+    requests = eventually(api, 'dif_http_requests_total{job="dif",route="/detect",status="200"}')
+    assert float(requests[0]["value"][1]) >= 3
+    batches = eventually(api, 'dif_batch_size_images_count{job="dif"}')
+    assert float(batches[0]["value"][1]) >= 1
 
 
 def test_alert_rules_load_and_evaluate(live: tuple[ThreadServer, str]) -> None:

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -147,6 +147,13 @@ class AppProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+
+
+def run_app_to_exit(env: Mapping[str, str], argv: Sequence[str] = ("--host", "127.0.0.1", "--port", "0")
+                    ) -> subprocess.CompletedProcess[str]:
+    """``python -m app`` with only ``env`` (and a bare PATH), for a start-up that must fail: its exit and output."""
+    return subprocess.run([sys.executable, "-m", "app", *argv], cwd=REPO, timeout=120, capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), **env})
 
 
 def start_app(env: Mapping[str, str], log_path: Path, inherit_dif: bool = True,

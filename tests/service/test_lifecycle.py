@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -18,8 +16,7 @@ from app.commands import cmd_serve
 from app.service import Service
 from dif.cli import build_parser
 from testkit.fingerprints import write_artifacts
-from testkit.paths import REPO
-from testkit.servers import ThreadServer, is_ready, make_settings, metric_value, wait_until
+from testkit.servers import ThreadServer, is_ready, make_settings, metric_value, run_app_to_exit, wait_until
 
 from .support import error_of
 
@@ -227,11 +224,7 @@ def test_a_failed_reload_keeps_the_serving_set(serve, tmp_path: Path, png_512: b
 def test_startup_with_no_artifacts_fails_fast(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = subprocess.run(
-        [sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", "0"], cwd=REPO, timeout=120,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "DIF_FINGERPRINTS_DIR": str(empty)},
-        capture_output=True, text=True,
-    )
+    result = run_app_to_exit({"DIF_FINGERPRINTS_DIR": str(empty)})
     assert result.returncode == 3, result.stdout + result.stderr
     assert "DIF_FINGERPRINTS_DIR" in result.stdout + result.stderr
 

@@ -7,8 +7,6 @@ told apart: signing adds a manifest and leaves the pixels as they were.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -33,8 +31,8 @@ from testkit.c2pa import (
     sign,
 )
 from testkit.fingerprints import twin_fingerprint, write_artifacts
-from testkit.paths import LTIM, REPO
-from testkit.servers import AppProcess, ThreadServer, make_settings, metric_value
+from testkit.paths import LTIM
+from testkit.servers import AppProcess, ThreadServer, make_settings, metric_value, run_app_to_exit
 
 from .support import GENERATORS
 
@@ -304,11 +302,7 @@ def test_an_unusable_trust_anchor_file_stops_the_service(tmp_path: Path, content
 def test_dif_serve_refuses_a_bad_anchor_file_in_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "anchors.pem"
     bad.write_text("not a certificate\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", "0"], cwd=REPO, timeout=120,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "DIF_C2PA_TRUST_ANCHORS": str(bad)},
-        capture_output=True, text=True,
-    )
+    result = run_app_to_exit({"DIF_C2PA_TRUST_ANCHORS": str(bad)})
     assert result.returncode == 2, result.stdout + result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"dif serve: error: DIF_C2PA_TRUST_ANCHORS={bad}: "), lines

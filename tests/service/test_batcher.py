@@ -133,17 +133,22 @@ async def submit_all(batcher: Batcher[int, int], values: Sequence[int]) -> list[
     return await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), 10)
 
 
+def run_rounds(run: Recorder, *rounds: Sequence[int], **kwargs: object) -> tuple[list[list[object]], Batcher[int, int]]:
+    """A started batcher gets each round of values once the previous round is answered, then stops."""
+
+    async def scenario() -> tuple[list[list[object]], Batcher[int, int]]:
+        batcher = make_batcher(run, **kwargs)
+        batcher.start()
+        results = [await submit_all(batcher, values) for values in rounds]
+        await batcher.stop(5)
+        return results, batcher
+
+    return asyncio.run(scenario())
+
+
 def test_concurrent_jobs_share_batches_bounded_by_the_maximum() -> None:
     run = Recorder()
-
-    async def scenario() -> list[object]:
-        batcher = make_batcher(run)
-        batcher.start()
-        results = await submit_all(batcher, range(10))
-        await batcher.stop(5)
-        return results
-
-    results = asyncio.run(scenario())
+    (results,), _ = run_rounds(run, range(10))
     assert [r.value for r in results] == [2 * i for i in range(10)]  # type: ignore[attr-defined]
     assert run.sizes == [4, 4, 2]
     assert [r.batch_size for r in results] == [4] * 8 + [2] * 2  # type: ignore[attr-defined]
@@ -152,16 +157,7 @@ def test_concurrent_jobs_share_batches_bounded_by_the_maximum() -> None:
 def test_a_failed_batch_fails_every_future_in_it_and_the_next_batch_works() -> None:
     run = Recorder()
     run.fail_next = True
-
-    async def scenario() -> tuple[list[object], list[object], Batcher[int, int]]:
-        batcher = make_batcher(run)
-        batcher.start()
-        failed = await submit_all(batcher, [1, 2, 3])
-        ok = await submit_all(batcher, [5])
-        await batcher.stop(5)
-        return failed, ok, batcher
-
-    failed, ok, batcher = asyncio.run(scenario())
+    (failed, ok), batcher = run_rounds(run, [1, 2, 3], [5])
     assert run.sizes == [3, 1]
     assert all(isinstance(r, InferenceFailed) for r in failed), failed
     assert "GPU fell off the bus" in str(failed[0])
@@ -179,15 +175,7 @@ def test_a_crashing_worker_fails_all_queued_futures_then_restarts() -> None:
             raise ZeroDivisionError("bug in the batching policy")
         return collect_batch(*args)  # type: ignore[arg-type]
 
-    async def scenario() -> tuple[list[object], list[object], Batcher[int, int]]:
-        batcher = make_batcher(run, plan=plan_that_crashes_once)
-        batcher.start()
-        queued = await submit_all(batcher, [1, 2])
-        later = await submit_all(batcher, [3])
-        await batcher.stop(5)
-        return queued, later, batcher
-
-    queued, later, batcher = asyncio.run(scenario())
+    (queued, later), batcher = run_rounds(run, [1, 2], [3], plan=plan_that_crashes_once)
     assert all(isinstance(r, InferenceFailed) for r in queued), queued
     assert later[0].value == 6  # type: ignore[attr-defined]
     assert batcher.metrics.worker_restarts._value.get() == 1

@@ -142,7 +142,8 @@ def test_unknown_flag_prints_the_sub_command_usage_and_one_error_line(argv: list
 
 def test_train_refuses_to_overwrite_an_artifact_without_force(tmp_path, ltim, capsys):
     out = tmp_path / "mj"
-    quick = ["--estimator", "flags", "--prior", "mean", "--calibration", "train", "--device", "cpu", "--quiet"]
+    quick = ["--estimator", "flags", "--prior", "mean", "--calibration", "train", "--crops", "1", "--device", "cpu",
+             "--quiet"]
     assert main(["train", str(ltim / "mj"), "--out", str(out), *quick]) == 0
     capsys.readouterr()
     before = {p.name: p.read_bytes() for p in out.iterdir()}

@@ -8,6 +8,7 @@ import math
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
@@ -127,18 +128,27 @@ def make_batcher(run: Recorder, **kwargs: object) -> Batcher[int, int]:
     return Batcher(run_batch=run, executor=ThreadPoolExecutor(1), metrics=Metrics(), **options)  # type: ignore[arg-type]
 
 
+def running_batcher(run: Recorder, **kwargs: object) -> Batcher[int, int]:
+    """A running batcher (call inside the event loop)."""
+    batcher = make_batcher(run, **kwargs)
+    batcher.start()
+    return batcher
+
+
+def submit_each(batcher: Batcher[int, int], values: Sequence[int]) -> list[asyncio.Future[Any]]:
+    deadline = asyncio.get_running_loop().time() + 60
+    return [batcher.submit(v, deadline=deadline) for v in values]
+
+
 async def submit_all(batcher: Batcher[int, int], values: Sequence[int]) -> list[object]:
-    loop = asyncio.get_running_loop()
-    futures = [batcher.submit(v, deadline=loop.time() + 60) for v in values]
-    return await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), 10)
+    return await asyncio.wait_for(asyncio.gather(*submit_each(batcher, values), return_exceptions=True), 10)
 
 
 def run_rounds(run: Recorder, *rounds: Sequence[int], **kwargs: object) -> tuple[list[list[object]], Batcher[int, int]]:
     """A started batcher gets each round of values once the previous round is answered, then stops."""
 
     async def scenario() -> tuple[list[list[object]], Batcher[int, int]]:
-        batcher = make_batcher(run, **kwargs)
-        batcher.start()
+        batcher = running_batcher(run, **kwargs)
         results = [await submit_all(batcher, values) for values in rounds]
         await batcher.stop(5)
         return results, batcher
@@ -183,8 +193,7 @@ def test_a_crashing_worker_fails_all_queued_futures_then_restarts() -> None:
 
 def test_admission_refuses_past_capacity_with_a_retry_after() -> None:
     async def scenario() -> None:
-        batcher = make_batcher(Recorder(), capacity=3)
-        batcher.start()
+        batcher = running_batcher(Recorder(), capacity=3)
         with batcher.admit(2):
             with pytest.raises(QueueFull) as refused:
                 with batcher.admit(2):
@@ -234,11 +243,10 @@ def test_stop_flushes_the_queue_without_waiting_for_companions() -> None:
     run = Recorder()
 
     async def scenario() -> tuple[list[object], float]:
-        batcher = make_batcher(run, max_batch_size=64, max_wait_s=30.0)
-        batcher.start()
-        loop = asyncio.get_running_loop()
-        futures = [batcher.submit(v, deadline=loop.time() + 60) for v in range(5)]
+        batcher = running_batcher(run, max_batch_size=64, max_wait_s=30.0)
+        futures = submit_each(batcher, range(5))
         await asyncio.sleep(0.05)
+        loop = asyncio.get_running_loop()
         started = loop.time()
         await batcher.stop(10)
         results = await asyncio.gather(*futures, return_exceptions=True)
@@ -255,10 +263,8 @@ def test_stop_fails_what_it_cannot_drain_in_time() -> None:
     run.release.clear()  # the model hangs
 
     async def scenario() -> list[object]:
-        batcher = make_batcher(run, max_batch_size=1, max_wait_s=0.0)
-        batcher.start()
-        loop = asyncio.get_running_loop()
-        futures = [batcher.submit(v, deadline=loop.time() + 60) for v in range(3)]
+        batcher = running_batcher(run, max_batch_size=1, max_wait_s=0.0)
+        futures = submit_each(batcher, range(3))
         await asyncio.sleep(0.05)
         await batcher.stop(0.2)
         results = await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), 5)
@@ -274,8 +280,7 @@ def test_jobs_past_their_deadline_are_failed_without_running() -> None:
     run.release.clear()
 
     async def scenario() -> list[object]:
-        batcher = make_batcher(run, max_batch_size=1, max_wait_s=0.0)
-        batcher.start()
+        batcher = running_batcher(run, max_batch_size=1, max_wait_s=0.0)
         loop = asyncio.get_running_loop()
         blocker = batcher.submit(0, deadline=loop.time() + 60)
         await asyncio.sleep(0.05)  # the worker is now stuck on the blocker
@@ -295,8 +300,7 @@ def test_a_lone_request_does_not_wait_for_companions_but_a_decoding_one_is_waite
     run = Recorder()
 
     async def scenario() -> tuple[float, list[int]]:
-        batcher = make_batcher(run, max_batch_size=8, max_wait_s=30.0)
-        batcher.start()
+        batcher = running_batcher(run, max_batch_size=8, max_wait_s=30.0)
         loop = asyncio.get_running_loop()
         started = loop.time()
         with batcher.admit(1) as admission:
@@ -320,8 +324,7 @@ def test_a_failed_decode_releases_the_batch_it_was_holding_back() -> None:
     run = Recorder()
 
     async def scenario() -> list[int]:
-        batcher = make_batcher(run, max_batch_size=8, max_wait_s=30.0)
-        batcher.start()
+        batcher = running_batcher(run, max_batch_size=8, max_wait_s=30.0)
         loop = asyncio.get_running_loop()
         with batcher.admit(2) as admission:
             first = batcher.submit(1, loop.time() + 60, admission)

@@ -38,7 +38,7 @@ fingerprints: setup
 		--reals ../shared/data/real/cbsd68
 
 bench: setup
-	$(BIN)/python bench/crossval_table.py
+	$(BIN)/python -m bench.crossval_table
 
 # Images (need a Docker engine; tests/ship checks the Dockerfile without one).
 image:

@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from dif.artifact import Detection
+from testkit.paths import LTIM
+from training.config import FitConfig
+from training.data import ResidualCache, build_cache, build_training_cache, scan, with_extra_reals
+from training.perturb import jpeg, null_transforms
 
-from dif.artifact import Detection  # noqa: E402
-from training.config import FitConfig  # noqa: E402
-from training.data import ResidualCache, build_cache, build_training_cache, scan, with_extra_reals  # noqa: E402
-from training.perturb import jpeg, null_transforms  # noqa: E402
-
-LTIM = REPO.parent / "shared" / "data" / "ltim"
-REFERENCE = REPO.parent / "shared" / "data" / "reference-fingerprints"
 GENERATORS = ["sd14", "mj", "dalle_mini", "glide", "dalle_2"]
 # Accuracy of the reference pipeline on these exact 20-image sets (../shared/README.md).
 REFERENCE_ACCURACY = {"sd14": 1.00, "mj": 1.00, "dalle_mini": 0.95, "glide": 0.85, "dalle_2": 0.75}

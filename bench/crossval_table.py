@@ -1,6 +1,6 @@
 """TPR at a whole-set false-positive rate of 1 % and 5 % per generator, beside the reference's figures.
 
-Usage: python bench/crossval_table.py [--seeds 0,1,2] [--reals DIR] [--unet-steps N] [--json out.json]
+Usage: python -m bench.crossval_table [--seeds 0,1,2] [--reals DIR] [--unet-steps N] [--json out.json]
 
 Rows:
 - ours, 5-fold (8+8 training images per fold), with and without the other folders' reals pooled
@@ -24,19 +24,18 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from common import GENERATORS, LTIM, REFERENCE, REFERENCE_ACCURACY, REPO, generator_cache
 
+from bench.common import GENERATORS, REFERENCE_ACCURACY, generator_cache
 from dif.artifact import Detection, Fingerprint
 from dif.decision import REPORTED_RATES, rate_key
 from dif.extractors import DEFAULT_EXTRACTOR, ResidualExtractor, create
+from testkit.paths import CBSD68, LTIM, REFERENCE
 from training.data import build_cache, scan
 from training.evaluate import DEFAULT_FAMILY_SIZE, auc_of, crossval_cache, rate_report, real_pool
 from training.importer import import_reference
 from training.metrics import wilson
 from training.pipeline import FitConfig, score_cache
 from training.trainer import TrainConfig
-
-CBSD68 = REPO.parent / "shared" / "data" / "real" / "cbsd68"
 
 
 def summarise(reports: list[dict], fakes: int) -> dict[str, object]:

@@ -1,6 +1,6 @@
 """Which residual extractor? 5-fold cross-validated accuracy per extractor and generator.
 
-Usage: python bench/extractors.py [--denoiser-steps 600]
+Usage: python -m bench.extractors [--denoiser-steps 600]
 
 Every extractor runs through the same pipeline (default prior and calibration,
 8+8 training images per fold, 2 seeds). The learned DnCNN is first trained
@@ -15,10 +15,11 @@ import tempfile
 from pathlib import Path
 
 import torch
-from common import GENERATORS, LTIM, generator_cache
 
+from bench.common import GENERATORS, generator_cache
 from dif.artifact import Detection
 from dif.extractors import create
+from testkit.paths import LTIM
 from training.denoiser import DenoiserConfig, train_denoiser
 from training.evaluate import crossval_cache
 from training.pipeline import FitConfig

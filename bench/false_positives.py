@@ -1,6 +1,6 @@
 """How often a fingerprint set calls a real photo fake: per generator and for the whole set.
 
-Usage: python bench/false_positives.py [--fingerprints fingerprints] [--reals DIR ...] [--json out.json]
+Usage: python -m bench.false_positives [--fingerprints fingerprints] [--reals DIR ...] [--json out.json]
                                        [--png docs/false-positives.png]
 
 Every real photo in ``--reals`` (default: ../shared/data/real/cbsd68, lossless PNG) that trained
@@ -25,19 +25,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import REPO
 
 from dif.artifact import Fingerprint, load_all
 from dif.decision import REPORTED_RATES, OperatingPoint, rate_key
 from dif.detector import Detector
 from dif.extractors import create
 from dif.images import decode_image
+from testkit.paths import CBSD68, REPO
 from training.data import list_images
 from training.evaluate import predict_files
 from training.metrics import wilson
 from training.perturb import Transform, jpeg, resize
 
-CBSD68 = REPO.parent / "shared" / "data" / "real" / "cbsd68"
 VARIANTS: dict[str, Transform | None] = {
     "as is (PNG)": None,
     "JPEG q95": jpeg(95),

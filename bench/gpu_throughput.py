@@ -1,14 +1,14 @@
 """GPU throughput: the service end to end against its ceilings, all measured in one run.
 
-    python bench/gpu_throughput.py [--images DIR] [--device cuda] [--seconds 15] [--json out.json]
-    python bench/gpu_throughput.py --device cpu --quick      # checks the script itself on a CPU
+    python -m bench.gpu_throughput [--images DIR] [--device cuda] [--seconds 15] [--json out.json]
+    python -m bench.gpu_throughput --device cpu --quick      # checks the script itself on a CPU
 
 Made for the device machine (``bench/gpu/run.sh`` installs the carried wheels and runs it).
 For each configuration (fixed filter fp32, a reference-sized 17x64 DnCNN in fp32 and in
 bf16 + channels-last):
 
 1. decode ceiling: decode + crop on a pool of ``--decode-threads`` threads, the same work the
-   service's decode pool does, in images/s (``bench/load.py``'s ``decode_ceiling``);
+   service's decode pool does, in images/s (``bench/ceilings.py``);
 2. model ceiling: ``Detector.residuals`` + the scorer on pre-decoded batches of
    ``--batch`` images in a bare loop (crops in host memory, copied through the pinned
    staging buffer), in images/s;
@@ -27,7 +27,6 @@ import json
 import multiprocessing
 import os
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -36,16 +35,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from load import DATA, REPO, Image, Server, closed_loop, decode_ceiling, load_images
 
-sys.path.insert(0, str(REPO))
-from app.engine import DEFAULT_RESIDUAL_CHUNK, RESIDUAL_CHUNK, load_model_set  # noqa: E402
-from dif.artifact import Detection, Fingerprint, save_fingerprint  # noqa: E402
-from dif.calibration import Calibration  # noqa: E402
-from dif.detector import Detector, Prepared  # noqa: E402
-from dif.extractors import DnCNN, ResidualExtractor, create, save_denoiser  # noqa: E402
-from dif.images import decode_image  # noqa: E402
-from dif.scoring import standardize  # noqa: E402
+from app.engine import DEFAULT_RESIDUAL_CHUNK, RESIDUAL_CHUNK, load_model_set
+from bench.ceilings import decode_ceiling
+from dif.detector import Detector, Prepared
+from dif.extractors import DnCNN, ResidualExtractor, create, save_denoiser
+from dif.images import decode_image
+from dif.scoring import standardize
+from testkit.fingerprints import write_random_set
+from testkit.images import Blob, sample_blobs
+from testkit.load.drivers import closed_loop
+from testkit.paths import LTIM
+from testkit.servers import start_app
 
 
 @dataclass(frozen=True)
@@ -103,16 +104,6 @@ def extractor_for(key: str, root: Path, depth: int = 17, width: int = 64) -> tup
     return create(key, folder), folder
 
 
-def write_fingerprints(root: Path, extractor: ResidualExtractor, count: int) -> Path:
-    described = extractor.describe()
-    gen = torch.Generator().manual_seed(0)
-    for i in range(count):
-        fp = Fingerprint(f"gen{i:04d}", torch.randn((3, 256, 256), generator=gen), Calibration(0.0, 0.02, 0.01, 0.01),
-                         described, Detection(), {})
-        save_fingerprint(fp, root / fp.name)
-    return root
-
-
 # -- ceilings -----------------------------------------------------------------------------------
 
 
@@ -166,7 +157,7 @@ def gemm_vs_loop(device: torch.device, residuals: int = 256, generators: int = 1
 # -- end to end ---------------------------------------------------------------------------------
 
 
-def _client(url: str, images: list[Image], concurrency: int, seconds: float, queue: Any) -> None:
+def _client(url: str, images: list[Blob], concurrency: int, seconds: float, queue: Any) -> None:
     try:
         result = asyncio.run(closed_loop(url, images, concurrency, seconds))
         queue.put({"throughput": result.throughput, "latencies": [s.latency for s in result.ok],
@@ -176,7 +167,7 @@ def _client(url: str, images: list[Image], concurrency: int, seconds: float, que
         raise
 
 
-def end_to_end(url: str, images: list[Image], clients: int, concurrency: int, seconds: float) -> dict[str, Any]:
+def end_to_end(url: str, images: list[Blob], clients: int, concurrency: int, seconds: float) -> dict[str, Any]:
     """Several client processes (one Python client tops out well below a GPU service)."""
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
@@ -204,10 +195,10 @@ def end_to_end(url: str, images: list[Image], clients: int, concurrency: int, se
 # -- the run ------------------------------------------------------------------------------------
 
 
-def measure(config: Config, args: argparse.Namespace, images: list[Image], work: Path) -> Row:
+def measure(config: Config, args: argparse.Namespace, images: list[Blob], work: Path) -> Row:
     device = torch.device(args.device)
     extractor, weights = extractor_for(config.extractor, work, args.dncnn_depth, args.dncnn_width)
-    fingerprints = write_fingerprints(work / f"set-{config.extractor}", extractor, args.generators)
+    fingerprints = write_random_set(work / f"set-{config.extractor}", args.generators, extractor.describe())
     decode = decode_ceiling(images, fingerprints, args.seconds, args.decode_threads, weights)
     loaded = load_model_set(fingerprints, weights, torch.device("cpu"), 1)
     prepared = [loaded.detector.prepare(decode_image(blob)) for _, blob in images]
@@ -220,7 +211,7 @@ def measure(config: Config, args: argparse.Namespace, images: list[Image], work:
            "DIF_TORCH_THREADS": "0" if args.device == "cuda" else "1", "DIF_LOG_LEVEL": "warning"}
     if weights is not None:
         env["DIF_EXTRACTOR_DIR"] = str(weights)
-    server = Server(env, work / f"server-{config.extractor}-{config.precision}.log", clean_env=True)
+    server = start_app(env, work / f"server-{config.extractor}-{config.precision}.log", inherit_dif=False)
     try:
         e2e = end_to_end(server.url, images, args.clients, args.concurrency, args.seconds)
     finally:
@@ -230,7 +221,7 @@ def measure(config: Config, args: argparse.Namespace, images: list[Image], work:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=Path, default=DATA, help="folder tree of sample images")
+    parser.add_argument("--images", type=Path, default=LTIM, help="folder tree of sample images")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cuda", "cpu"])
     parser.add_argument("--seconds", type=float, default=15.0, help="length of each timed phase")
     parser.add_argument("--batch", type=int, default=64, help="images per forward pass (DIF_MAX_BATCH_SIZE)")
@@ -247,7 +238,7 @@ def main() -> None:
     if args.quick:
         args.seconds, args.batch, args.clients, args.concurrency = 2.0, 4, 1, 4
         args.dncnn_depth, args.dncnn_width = 3, 8
-    images = load_images(args.images)
+    images = sample_blobs(args.images)
     chosen = [c for c in CONFIGS if c.name in args.configs.split(",")]
     print(f"device {args.device} ({torch.cuda.get_device_name() if args.device == 'cuda' else 'CPU'}), "
           f"{len(images)} images, batch {args.batch}, {args.decode_threads} decode threads, "

@@ -1,6 +1,6 @@
 """Does the detector learn "JPEG vs PNG" instead of the generator? Re-save only the test fakes as JPEG.
 
-Usage: python bench/jpeg_shortcut.py
+Usage: python -m bench.jpeg_shortcut
 
 The real photos are JPEG-origin, the fakes PNG. If the detector keyed on JPEG
 traces, fakes re-saved as JPEG at the reals' own typical quality would be taken
@@ -13,11 +13,12 @@ from __future__ import annotations
 import statistics
 
 import torch
-from common import GENERATORS, LTIM, generator_cache
 from PIL import Image
 
+from bench.common import GENERATORS, generator_cache
 from dif.artifact import Detection
 from dif.extractors import DEFAULT_EXTRACTOR, create
+from testkit.paths import LTIM
 from training.data import ResidualCache, list_images
 from training.evaluate import crossval_cache
 from training.perturb import jpeg

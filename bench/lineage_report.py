@@ -1,9 +1,12 @@
 """Figures of docs/lineage.md: synthetic-family AUC over seeds, and lineage timings.
 
-    python bench/lineage_report.py --seeds 0-8 --refs /tmp/refs   # refs: `dif import-reference ... --all`
+    python -m bench.lineage_report --seeds 0-8 --refs /tmp/refs   # refs: `dif import-reference ... --all`
 
 Families are built three seeds at a time (one population of 15 generators per
-group, as in tests/lineage). Prints one JSON object.
+group; tests/lineage builds one family). Prints one JSON object; its ``checks`` hold the bounds
+the suite asserted while it built three families (AUC >= 0.95 per group and >= 0.9 per seed,
+false positives <= 3 % of unrelated pairs, at least half the related pairs called related), and
+the exit status is 1 when one fails.
 """
 
 from __future__ import annotations
@@ -18,13 +21,10 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from dif.artifact import load_all  # noqa: E402
-from dif.lineage import LineageConfig, Population, compare, matrix, orientation  # noqa: E402
-from training.lineage_family import FamilyConfig, build_families, is_related, lineage_auc  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
+from dif.artifact import load_all
+from dif.lineage import LineageConfig, Population, compare, matrix, orientation
+from testkit.paths import LTIM
+from training.lineage_family import FamilyConfig, build_families, is_related, lineage_auc
 
 
 def seed_range(text: str) -> list[int]:
@@ -54,12 +54,18 @@ def family_auc(seeds: list[int], data: Path, config: LineageConfig, prior: str) 
         pair = torch.stack([fps[i].tensor.flatten(), fps[j].tensor.flatten()])
         naive.append(float(torch.corrcoef(pair)[0, 1]))
     related = sum(truth)
+    # Each seed on its own: its related pairs against every unrelated pair.
+    seed_auc = {}
+    for seed in seeds:
+        own = [k for k, (i, j) in enumerate(result.comparisons) if not truth[k] or members[i].family == seed]
+        seed_auc[seed] = lineage_auc([scores[k] for k in own], [truth[k] for k in own])
     ablations = {}
     for name, variant in VARIANTS.items():
         other = matrix(fps, Population(fps, variant))
         ablations[name] = lineage_auc([c.similarity for c in other.comparisons.values()], truth)
     return {
-        "seeds": seeds, "auc": lineage_auc(scores, truth), "naive_auc": lineage_auc(naive, truth),
+        "seeds": seeds, "auc": lineage_auc(scores, truth), "seed_auc": seed_auc,
+        "naive_auc": lineage_auc(naive, truth),
         "ablation_auc": ablations,
         "true_positives": sum(c and t for c, t in zip(called, truth, strict=True)), "related_pairs": related,
         "false_positives": sum(c and not t for c, t in zip(called, truth, strict=True)),
@@ -123,7 +129,7 @@ def timings(refs: Path, config: LineageConfig, repeats: int = 3) -> dict[str, fl
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", default="0-8", help="family seeds, e.g. 0-8 (groups of three)")
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "ltim")
+    parser.add_argument("--data", type=Path, default=LTIM)
     parser.add_argument("--refs", type=Path, default=None, help="imported reference artifacts, for timings")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--prior", default="unet", choices=["unet", "mean"],
@@ -139,11 +145,19 @@ def main() -> int:
         "auc_min": min(g["auc"] for g in groups),  # type: ignore[type-var]
         "naive_auc_mean": statistics.mean(g["naive_auc"] for g in groups),  # type: ignore[misc]
     }
+    report["checks"] = checks = {
+        "auc >= 0.95 per group": all(g["auc"] >= 0.95 for g in groups),  # type: ignore[operator]
+        "auc >= 0.9 per seed": all(a >= 0.9 for g in groups for a in g["seed_auc"].values()),  # type: ignore[attr-defined]
+        "false positives <= 3 % of unrelated pairs": all(
+            g["false_positives"] <= 0.03 * g["unrelated_pairs"] for g in groups),  # type: ignore[operator]
+        "half the related pairs called related": all(
+            g["true_positives"] >= g["related_pairs"] // 2 for g in groups),  # type: ignore[operator]
+    }
     if args.refs:
         report["reference_ranks"] = reference_ranks(args.refs)
         report["timings"] = timings(args.refs, config)
     print(json.dumps(report, indent=2))
-    return 0
+    return 0 if all(checks.values()) else 1
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Load generator: throughput and latency, closed and open loop, batched vs unbatched, in one run.
 
-    python bench/loadgen.py [--seconds 8] [--batch-sizes 1,4,16] [--concurrency 1,8,32]
+    python -m bench.loadgen [--seconds 8] [--batch-sizes 1,4,16] [--concurrency 1,8,32]
                             [--rates 5,10 | --rate-fractions 0.5,0.9] [--arrivals poisson|constant]
                             [--url LABEL=URL ...] [--api-key KEY] [--json out.json]
 
@@ -38,10 +38,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from bench.load import Image, LoadResult, Server, closed_loop, load_images, open_loop  # noqa: E402
+from testkit.images import Blob, sample_blobs
+from testkit.load.drivers import closed_loop, open_loop
+from testkit.load.stats import LoadResult
+from testkit.servers import AppProcess, start_app
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def targets(args: argparse.Namespace) -> Iterator[list[Target]]:
     if args.url:
         yield [Target(*entry.split("=", 1)) if "=" in entry else Target(entry, entry) for entry in args.url]
         return
-    started: list[Server] = []
+    started: list[AppProcess] = []
     with tempfile.TemporaryDirectory(prefix="dif-loadgen-") as tmp:
         try:
             found = []
@@ -68,7 +68,7 @@ def targets(args: argparse.Namespace) -> Iterator[list[Target]]:
                 env = {"DIF_MAX_BATCH_SIZE": str(size), "DIF_TORCH_THREADS": str(args.torch_threads)}
                 if args.fingerprints:
                     env["DIF_FINGERPRINTS_DIR"] = str(args.fingerprints)
-                started.append(Server(env, Path(tmp) / f"server-{size}.log"))
+                started.append(start_app(env, Path(tmp) / f"server-{size}.log"))
                 label = "unbatched (max 1)" if size == 1 else f"batched (max {size})"
                 found.append(Target(label, started[-1].url))
             yield found
@@ -77,7 +77,7 @@ def targets(args: argparse.Namespace) -> Iterator[list[Target]]:
                 server.stop()
 
 
-def run_all(args: argparse.Namespace, servers: list[Target], images: list[Image]) -> list[LoadResult]:
+def run_all(args: argparse.Namespace, servers: list[Target], images: list[Blob]) -> list[LoadResult]:
     headers = {"X-API-Key": args.api_key} if args.api_key else None
     results: list[LoadResult] = []
     for concurrency in parse_list(args.concurrency, int):
@@ -158,7 +158,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write every summary here")
     args = parser.parse_args()
 
-    images = load_images()
+    images = sample_blobs()
     with targets(args) as servers:
         results = run_all(args, servers, images)
     report(results, servers, args, len(images))

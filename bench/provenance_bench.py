@@ -1,6 +1,6 @@
 """Cost of reading provenance beside decoding: decode alone vs decode + read_provenance, in one run.
 
-    python bench/provenance_bench.py [--repeats 5] [--part all|decode|service]
+    python -m bench.provenance_bench [--repeats 5] [--part all|decode|service]
 
 Every image of ../shared/data/ltim/*/{0_real,1_fake} is held in memory and, each repeat, goes
 through both paths back to back, in alternating order (so a burst from another job on the
@@ -8,7 +8,7 @@ shared cores lands on both). The ratio is total(decode + read_provenance) / tota
 over all repeats; the issue's target is <= 1.10. A warm-up pass first loads Pillow's plugins
 and the C2PA library. The images carry no C2PA manifest, so this is the cost every upload pays
 (one bytes.find for the C2PA box, a header-level Pillow open for XMP/EXIF/PNG text). Then the
-same comparison for copies of a few samples signed here with a test CA (tests/provenance), the
+same comparison for copies of a few samples signed here with a test CA (testkit/c2pa.py), the
 cost an upload carrying Content Credentials pays: c2pa parses and validates the manifest and
 hashes the asset.
 
@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import io
 import statistics
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -35,14 +34,11 @@ from pathlib import Path
 import httpx
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from dif.images import decode_image
+from dif.provenance import c2pa_version, read_provenance
+from testkit.paths import LTIM
+from testkit.servers import AppProcess, start_app
 
-from bench.load import Server  # noqa: E402
-from dif.images import decode_image  # noqa: E402
-from dif.provenance import c2pa_version, read_provenance  # noqa: E402
-
-LTIM = REPO.parent / "shared" / "data" / "ltim"
 SIGNED_SAMPLES = 8
 
 
@@ -72,8 +68,8 @@ def read_only(data: bytes, name: str) -> float:
 
 def signed_copies(images: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
     """A few samples re-encoded as JPEG and signed with an AI-generated action by a test CA."""
-    # The test CA and signer of tests/provenance: only a development checkout signs.
-    from tests.provenance.conftest import AI, make_ca, manifest, sign
+    # The test CA and signer of the suite: only a development checkout signs.
+    from testkit.c2pa import AI, make_ca, manifest, sign
 
     ca = make_ca("Bench")
     out = []
@@ -119,7 +115,7 @@ def detect_latency(client: httpx.Client, url: str, name: str, data: bytes) -> fl
     return elapsed
 
 
-def compare_service(images: list[tuple[str, bytes]], repeats: int, servers: dict[bool, Server]
+def compare_service(images: list[tuple[str, bytes]], repeats: int, servers: dict[bool, AppProcess]
                     ) -> tuple[Timings, Timings, float]:
     """Per-image /detect latency without and with provenance reading, and the servers' own provenance_ms."""
     with httpx.Client(timeout=120) as client:
@@ -137,11 +133,11 @@ def compare_service(images: list[tuple[str, bytes]], repeats: int, servers: dict
 
 def service_report(images: list[tuple[str, bytes]], signed: list[tuple[str, bytes]], repeats: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        servers: dict[bool, Server] = {}
+        servers: dict[bool, AppProcess] = {}
         try:
             for reading in (False, True):
-                servers[reading] = Server({"DIF_PROVENANCE": str(reading).lower()},
-                                          Path(tmp) / f"server-provenance-{reading}.log", clean_env=True)
+                servers[reading] = start_app({"DIF_PROVENANCE": str(reading).lower()},
+                                             Path(tmp) / f"server-provenance-{reading}.log", inherit_dif=False)
             for title, chosen in (("shared samples through POST /detect; target ratio <= 1.10", images),
                                   (f"{len(signed)} signed JPEGs through POST /detect", signed)):
                 plain, both, provenance_ms = compare_service(chosen, repeats, servers)

@@ -1,6 +1,6 @@
 """Memory held by a full queue: admitted images with crops queued as uint8 vs float32, in one run.
 
-    python bench/queue_memory.py [--images 200]
+    python -m bench.queue_memory [--images 200]
 
 Starts a real server in this process, holds the inference thread (the scorer waits on a gate)
 so every upload stays admitted, sends ``--images`` uploads at once, and reads this process's
@@ -24,12 +24,11 @@ from pathlib import Path
 import httpx
 import psutil
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-import dif.detector  # noqa: E402
-from bench.load import MIB, load_images  # noqa: E402
-from tests.service.support import ScorerProbe, ThreadServer, make_settings, metric_value, write_artifacts  # noqa: E402
+import dif.detector
+from testkit.fingerprints import write_artifacts
+from testkit.images import sample_blobs
+from testkit.paths import MIB, REPO
+from testkit.servers import ScorerProbe, ThreadServer, make_settings, metric_value
 
 
 async def flood(url: str, images: list[tuple[str, bytes]]) -> list[asyncio.Task[httpx.Response]]:
@@ -41,8 +40,7 @@ def held_memory(fingerprints: Path, images: list[tuple[str, bytes]]) -> float:
     """MiB of RSS growth while ``images`` are admitted and waiting for the held inference thread."""
     server = ThreadServer(make_settings(fingerprints, queue_capacity=len(images) + 16, max_batch_size=4,
                                         request_timeout_s=300, decode_threads=2)).start()
-    probe = ScorerProbe(server.service.engine.current.detector.scorer)
-    server.service.engine.current.detector.scorer = probe  # type: ignore[assignment]
+    probe = ScorerProbe.install(server)
     probe.gate.clear()
     process = psutil.Process()
 
@@ -71,7 +69,7 @@ def held_memory(fingerprints: Path, images: list[tuple[str, bytes]]) -> float:
 
 def measure(mode: str, count: int) -> float:
     """One mode in this process (fresh, so no heap left by the other mode hides growth)."""
-    pool = load_images()
+    pool = sample_blobs()
     images = [pool[i % len(pool)] for i in range(count)]
     if mode == "float32":
         dif.detector.compact = lambda crops: crops
@@ -89,8 +87,8 @@ def main() -> None:
         return
     results = {}
     for mode in ("float32", "uint8"):
-        out = subprocess.run([sys.executable, __file__, "--mode", mode, "--images", str(args.images)],
-                             check=True, capture_output=True, text=True).stdout
+        out = subprocess.run([sys.executable, "-m", "bench.queue_memory", "--mode", mode, "--images", str(args.images)],
+                             cwd=REPO, check=True, capture_output=True, text=True).stdout
         results[mode] = float(out.strip().splitlines()[-1])
     for mode, mib in results.items():
         label = f"{mode} crops" + (" (shipped)" if mode == "uint8" else "")

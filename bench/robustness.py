@@ -1,6 +1,6 @@
 """Accuracy on perturbed held-out images: ours (zero-shift and shift-search) vs the reference fingerprints.
 
-Usage: python bench/robustness.py [--generators sd14,mj,...] [--json out.json]
+Usage: python -m bench.robustness [--generators sd14,mj,...] [--json out.json]
 
 Ours (cells: TPR at whole-set FPR 1 % / FPR of the held-out reals at 1 % / AUC): 5-fold
 crossval (8+8 training images per fold), trained on clean training folds, tested on the held-out
@@ -16,12 +16,13 @@ import argparse
 import json
 
 import torch
-from common import GENERATORS, REFERENCE, generator_cache
 
+from bench.common import GENERATORS, generator_cache
 from dif.artifact import Detection
 from dif.errors import DifError
 from dif.extractors import DEFAULT_EXTRACTOR, create
 from dif.scoring import pearson
+from testkit.paths import REFERENCE
 from training.evaluate import crossval_cache
 from training.importer import import_reference
 from training.metrics import roc_auc

@@ -1,6 +1,6 @@
 """Scanning a collection: `dif scan` (1 and 2 scoring actors) vs `dif detect` vs the HTTP service, one run.
 
-    python bench/scan_bench.py [--images 500] [--concurrency 8] [--json out.json]
+    python -m bench.scan_bench [--images 500] [--concurrency 8] [--json out.json]
 
 The same ``--images`` files (the shared samples, ltim's 100 and cbsd68's 68, cycled and copied
 into a temporary folder under distinct names) go through each path, every file once:
@@ -9,12 +9,12 @@ into a temporary folder under distinct names) go through each path, every file o
 - ``dif scan`` on a Ray started once here with this machine's CPUs (its start-up is reported
   apart: a job pays it once), with ``--workers 1`` (1 CPU each) and ``--workers 2`` (half a CPU
   each, so that a CPU is left for the decode tasks), Parquet written to a temporary folder;
-- ``python -m app`` (bench/load.py's ``Server``, DIF_MAX_BATCH_SIZE=4 as on CPU hosts), each file
+- ``python -m app`` (testkit's ``start_app``, DIF_MAX_BATCH_SIZE=4 as on CPU hosts), each file
   POSTed once by ``--concurrency`` clients; the server is ready before the clock starts.
 
 Each figure is images/s over the whole pass (loading the set, starting actors, writing rows
 included for the CLIs). Ratios are against ``dif detect``, and the decode ceiling
-(bench/load.py's ``decode_ceiling``: decode + crop alone on 2 threads) bounds all of them.
+(bench/ceilings.py's ``decode_ceiling``: decode + crop alone on 2 threads) bounds all of them.
 A scan of 8 files (after a first one that starts Ray's worker processes) gives a scan job's
 fixed cost, and from it the steady rate of the 500.
 On a GPU machine the scorers would be GPU actors (``--num-gpus-per-worker 1``); see docs/scan.md.
@@ -30,7 +30,6 @@ import json
 import logging
 import os
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -39,14 +38,11 @@ from typing import Any
 
 import httpx
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from bench.load import Server, decode_ceiling  # noqa: E402
-from dif.fingerprint_set import EMBEDDED_FINGERPRINTS  # noqa: E402
-from dif_cli import main  # noqa: E402
-
-SHARED = REPO.parent / "shared" / "data"
+from bench.ceilings import decode_ceiling
+from dif.fingerprint_set import EMBEDDED_FINGERPRINTS
+from dif_cli import main
+from testkit.paths import DATA as SHARED
+from testkit.servers import start_app
 
 
 def build_collection(folder: Path, count: int) -> list[Path]:
@@ -128,7 +124,7 @@ def run(count: int, concurrency: int, ceiling_s: float) -> dict[str, Any]:
 
         env = {"DIF_FINGERPRINTS_DIR": str(EMBEDDED_FINGERPRINTS), "DIF_MAX_BATCH_SIZE": "4",
                "DIF_TORCH_THREADS": "0", "DIF_DECODE_THREADS": "2"}
-        server = Server(env, root / "server.log")
+        server = start_app(env, root / "server.log")
         try:
             seconds, ok = asyncio.run(post_each_once(server.url, files, concurrency))
         finally:

@@ -1,6 +1,6 @@
 """Service benchmark: real servers, real images, every ratio measured in the same run.
 
-    python bench/service_bench.py [--seconds 8] [--json out.json]
+    python -m bench.service_bench [--seconds 8] [--json out.json]
 
 Starts `python -m app` three times (13 generators batched, 13 generators with
 DIF_MAX_BATCH_SIZE=1, 1 generator batched), drives each with concurrency 1, 8
@@ -8,8 +8,8 @@ and 32 over loopback, and prints throughput and p50/p99 latency, the 13-vs-1
 generator cost, a per-image time breakdown and the decode-bound ceiling of this
 machine (decode + crop on two threads, measured here, in this run).
 
-Servers and the closed-loop driver come from bench/load.py (shared with bench/loadgen.py,
-bench/soak.py and the overload test).
+Servers and the closed-loop driver come from testkit (shared with bench/loadgen.py,
+bench/soak.py and the test suite).
 
 Images: every file of ../shared/data/ltim (PNG 256-512 px and JPEG up to ~1000 px).
 Fingerprints: random tensors with the default extractor: scoring cost does not
@@ -30,12 +30,14 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from app.engine import forward, load_model_set  # noqa: E402
-from bench.load import Image, LoadResult, Server, closed_loop, decode_ceiling, load_images, write_set  # noqa: E402
-from dif.images import decode_image  # noqa: E402
+from app.engine import forward, load_model_set
+from bench.ceilings import decode_ceiling
+from dif.images import decode_image
+from testkit.fingerprints import write_random_set
+from testkit.images import Blob, sample_blobs
+from testkit.load.drivers import closed_loop
+from testkit.load.stats import LoadResult
+from testkit.servers import start_app
 
 CONCURRENCY = (1, 8, 32)
 
@@ -43,7 +45,7 @@ CONCURRENCY = (1, 8, 32)
 # -- in-process measurements --------------------------------------------------------------------
 
 
-def forward_cost(images: list[Image], sets: dict[int, Path], batches: tuple[int, ...] = (1, 4, 16),
+def forward_cost(images: list[Blob], sets: dict[int, Path], batches: tuple[int, ...] = (1, 4, 16),
                  repeats: int = 5) -> dict[tuple[int, int], dict[str, float]]:
     """Median ms per image of one forward pass (residual, scoring), keyed by (generators, batch size).
 
@@ -75,10 +77,10 @@ def main() -> None:
                         help="DIF_TORCH_THREADS of the servers (1: the model on one core, decoding on the other)")
     args = parser.parse_args()
 
-    images = load_images()
+    images = sample_blobs()
     with tempfile.TemporaryDirectory(prefix="dif-bench-") as tmp:
         root = Path(tmp)
-        sets = {13: write_set(root / "set13", 13), 1: write_set(root / "set1", 1)}
+        sets = {13: write_random_set(root / "set13", 13), 1: write_random_set(root / "set1", 1)}
         ceiling = decode_ceiling(images, sets[1], seconds=min(args.seconds, 6.0))
         forward_ms = forward_cost(images, sets)
         runs: list[LoadResult] = []
@@ -90,7 +92,7 @@ def main() -> None:
         }
         # All servers up at once (idle ones cost nothing) and runs interleaved, so the ratios
         # compare runs minutes apart at most, whatever else the machine is doing.
-        started = {label: Server(server_env(fps, batch, args.torch_threads), root / f"server-{i}.log")
+        started = {label: start_app(server_env(fps, batch, args.torch_threads), root / f"server-{i}.log")
                    for i, (label, (fps, batch, _)) in enumerate(servers.items())}
         try:
             for concurrency in CONCURRENCY:

@@ -1,7 +1,7 @@
 """Soak bench: memory and latency drift at a steady 70% of capacity (a bench, not a CI test).
 
-    python bench/soak.py [--minutes 10] [--fraction 0.7] [--batch-size 4] [--out bench/soak-out]
-    python bench/soak.py --url http://host:8000 --pid 1234      # an already running server
+    python -m bench.soak [--minutes 10] [--fraction 0.7] [--batch-size 4] [--out bench/soak-out]
+    python -m bench.soak --url http://host:8000 --pid 1234      # an already running server
 
 Starts `python -m app` (DIF_MAX_BATCH_SIZE=4, DIF_TORCH_THREADS=1: the CPU recommendation),
 measures its capacity (closed loop, 16 workers), then offers `--fraction` of it open loop
@@ -29,10 +29,11 @@ import psutil
 from PIL import Image as PILImage
 from PIL import ImageDraw
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from bench.load import MIB, Image, LoadResult, Server, capacity, load_images, open_loop, percentile  # noqa: E402
+from testkit.images import Blob, sample_blobs
+from testkit.load.drivers import capacity, open_loop
+from testkit.load.stats import LoadResult, percentile
+from testkit.paths import MIB
+from testkit.servers import start_app
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ async def sample_rss(pid: int, every_s: float, until: float, out: list[tuple[flo
         await asyncio.sleep(every_s)
 
 
-async def soak(url: str, pid: int | None, images: list[Image], rate: float, seconds: float
+async def soak(url: str, pid: int | None, images: list[Blob], rate: float, seconds: float
                ) -> tuple[LoadResult, list[tuple[float, float, float]]]:
     rss: list[tuple[float, float, float]] = []
     load = open_loop(url, images, rate, seconds, "soak", warmup_s=0.0, timeout_s=120.0)
@@ -175,10 +176,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("soak-out"))
     args = parser.parse_args()
 
-    images = load_images()
+    images = sample_blobs()
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="dif-soak-") as tmp:
-        server = None if args.url else Server({"DIF_MAX_BATCH_SIZE": str(args.batch_size)}, Path(tmp) / "server.log")
+        server = None if args.url else start_app({"DIF_MAX_BATCH_SIZE": str(args.batch_size)}, Path(tmp) / "server.log")
         url, pid = (args.url, args.pid) if server is None else (server.url, server.proc.pid)
         try:
             cap = asyncio.run(capacity(url, images, args.capacity_seconds))

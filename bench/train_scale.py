@@ -1,11 +1,11 @@
 """Training at scale: one fingerprint from 1024 real + 1024 generated images on this machine.
 
-    python bench/train_scale.py [--count 1024] [--size 512] [--work /tmp/dif-train-scale]
+    python -m bench.train_scale [--count 1024] [--size 512] [--work /tmp/dif-train-scale]
 
 The shared sample data holds ten images per class, so the large set is made
 here: random ``--size`` crops (and mirror flips) of the shared real photos, and
 the same kind of crops pushed through a toy upsampling generator
-(``tests/core/synthetic.py``) for the fake class. Photos are split first, so
+(``testkit/synthetic.py``) for the fake class. Photos are split first, so
 the held-out test set (``--test`` per class) comes from photos no training
 image was cut from.
 
@@ -29,11 +29,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from common import LTIM, REPO
 from tqdm import tqdm
 
 from dif.images import decode_image
-from tests.core.synthetic import ToyGenerator, save_png
+from testkit.paths import LTIM, REPO
+from testkit.synthetic import ToyGenerator, save_png
 
 GIB = 1024**3
 CROP = 256

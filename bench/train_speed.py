@@ -1,6 +1,6 @@
 """Training speed: cached residuals vs re-extracting them at every step (the reference's way).
 
-Usage: python bench/train_speed.py [--steps 20] [--width 8] [--generator mj]
+Usage: python -m bench.train_speed [--steps 20] [--width 8] [--generator mj]
 
 Both loops run the same U-Net prior, loss and step count on the same crops in
 one process; the only difference is whether the residual extractor runs once
@@ -15,13 +15,13 @@ import argparse
 import time
 
 import torch
-from common import LTIM
 
 from dif.detector import extract_residuals
 from dif.extractors import DEFAULT_EXTRACTOR, DnCNN, create
 from dif.images import decode_image, grid_crops
 from dif.scoring import standardize
 from dif.unet import UNet
+from testkit.paths import LTIM
 from training.data import list_images
 from training.trainer import TrainConfig, pairwise_margin_loss, train_fingerprint
 

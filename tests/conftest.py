@@ -6,10 +6,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-LTIM = SHARED / "data" / "ltim"
-REFERENCE = SHARED / "data" / "reference-fingerprints"
+from testkit.paths import LTIM, REFERENCE
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

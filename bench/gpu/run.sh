@@ -13,5 +13,5 @@ OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 if [ ! -d ../shared/data/ltim ]; then mkdir -p ../shared/data && ln -s "$PWD/.gpu-data/images" ../shared/data/ltim; fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
 python3 -m pytest -q -p no:cacheprovider tests/core/test_detector.py 2>&1 | tail -3 | tee "$OUT/gpu-tests.txt"
-python3 bench/gpu_throughput.py --images .gpu-data/images --json "$OUT/gpu_throughput.json" 2>&1 \
+python3 -m bench.gpu_throughput --images .gpu-data/images --json "$OUT/gpu_throughput.json" 2>&1 \
     | grep -v "it/s" | tee "$OUT/gpu_throughput.txt"

@@ -13,13 +13,13 @@ import os
 import pickle
 import struct
 import tarfile
-import zipfile
 import zlib
 from typing import Any
 
 import torch
 
-MIB = 1 << 20
+from testkit.paths import MIB
+
 GIB = 1 << 30
 
 
@@ -60,33 +60,6 @@ def global_opcode_pickle(marker: str) -> bytes:
 
 
 # -- archives -----------------------------------------------------------------------------------
-
-
-def zip_of(files: dict[str, bytes], symlinks: dict[str, str] | None = None) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        for name, data in files.items():
-            z.writestr(zipfile.ZipInfo(name), data)  # ZipInfo keeps the name as given (absolute, ../)
-        for name, target in (symlinks or {}).items():
-            info = zipfile.ZipInfo(name)
-            info.external_attr = 0o120777 << 16  # S_IFLNK: extracted by unzip as a symlink
-            z.writestr(info, target)
-    return buf.getvalue()
-
-
-def tar_of(files: dict[str, bytes], links: dict[str, tuple[bytes, str]] | None = None, gz: bool = False) -> bytes:
-    """``links``: name -> (tarfile.SYMTYPE or LNKTYPE, target)."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz" if gz else "w", format=tarfile.GNU_FORMAT) as t:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            t.addfile(info, io.BytesIO(data))
-        for name, (kind, target) in (links or {}).items():
-            info = tarfile.TarInfo(name)
-            info.type, info.linkname = kind, target
-            t.addfile(info)
-    return buf.getvalue()
 
 
 def _deflate_repeated(head: bytes, zeros: int) -> tuple[bytes, int]:

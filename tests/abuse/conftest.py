@@ -7,46 +7,23 @@ that hostile uploads leave no file behind, and is a separate process, so its RSS
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 
-from tests.service.support import REPO, SHARED_DATA, ProcessServer, wait_until, write_artifacts
+from testkit.fingerprints import write_artifacts
+from testkit.paths import MIB
+from testkit.servers import AppProcess
 
-MIB = 1024 * 1024
 
+class SandboxedServer(AppProcess):
+    """An ``AppProcess`` whose cwd and TMPDIR are empty folders the test owns."""
 
-@dataclass
-class SandboxedServer(ProcessServer):
-    """A ``ProcessServer`` whose cwd and TMPDIR are empty folders the test owns."""
-
-    cwd: Path | None = None
-    tmpdir: Path | None = None
-
-    def start(self, log_path: Path) -> SandboxedServer:
-        assert self.cwd is not None and self.tmpdir is not None
-        self.log_path = log_path
-        # The developer's or CI's DIF_* variables never reach the server: each test sets its own.
-        inherited = {k: v for k, v in os.environ.items() if not k.startswith("DIF_")}
-        env = {**inherited, **self.env, "PYTHONPATH": str(REPO), "DIF_TORCH_THREADS": "1",
-               "TMPDIR": str(self.tmpdir)}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=self.cwd, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
-        )
-        wait_until(self._ready, 90, "subprocess server never became ready", self.log)
-        return self
-
-    def rss(self) -> int:
-        assert self.proc is not None
-        return int(psutil.Process(self.proc.pid).memory_info().rss)
+    @property
+    def tmpdir(self) -> Path:
+        return Path(self.env["TMPDIR"])
 
     def assert_healthy(self, after: str) -> None:
         """Alive and ready: one hostile request must not take the replica out of rotation."""
@@ -64,13 +41,6 @@ def snapshot(*folders: Path) -> dict[str, tuple[int, int]]:
             stat = path.lstat()
             found[str(path)] = (stat.st_size, stat.st_mtime_ns)
     return found
-
-
-@pytest.fixture(scope="session")
-def shared_data() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.fail(f"{SHARED_DATA} is missing: the abuse tests need ../shared beside the repository")
-    return SHARED_DATA
 
 
 # Lineage needs five loaded generators to calibrate; with fewer its success path is unreachable.
@@ -95,12 +65,13 @@ def sandboxed_server(tmp_path_factory: pytest.TempPathFactory, abuse_fingerprint
         root = tmp_path_factory.mktemp("sandbox")
         (root / "cwd").mkdir()
         (root / "tmp").mkdir()
-        settings = {"DIF_FINGERPRINTS_DIR": str(abuse_fingerprints), "DIF_DEVICE": "cpu",
-                    "DIF_LOG_LEVEL": "warning", "DIF_MAX_PIXELS": str(MAX_PIXELS),
-                    "DIF_MAX_UPLOAD_BYTES": str(8 * MIB), **env}
-        server = SandboxedServer(settings, cwd=root / "cwd", tmpdir=root / "tmp")
+        # The developer's or CI's DIF_* variables never reach the server: each test sets its own.
+        settings = {"DIF_FINGERPRINTS_DIR": str(abuse_fingerprints), "DIF_LOG_LEVEL": "warning",
+                    "DIF_MAX_PIXELS": str(MAX_PIXELS), "DIF_MAX_UPLOAD_BYTES": str(8 * MIB),
+                    "TMPDIR": str(root / "tmp"), **env}
+        server = SandboxedServer(settings, root / "server.log", cwd=root / "cwd", inherit_dif=False)
         started.append(server)
-        return server.start(root / "server.log")
+        return server.start()
 
     yield start
     for server in started:

@@ -23,7 +23,10 @@ import pytest
 import torch
 
 from dif.artifact import METADATA_FILE, WEIGHTS_FILE, save_fingerprint
-from tests.service.support import REPO, error_of, make_fingerprint
+from testkit.archives import tar_of, zip_of
+from testkit.fingerprints import make_fingerprint
+from testkit.paths import REPO
+from tests.service.support import error_of
 
 from .bombs import (
     GIB,
@@ -33,9 +36,7 @@ from .bombs import (
     global_opcode_pickle,
     safetensors_claiming,
     tar_gz_bomb,
-    tar_of,
     zip_bomb,
-    zip_of,
 )
 from .conftest import SandboxedServer, snapshot
 
@@ -94,13 +95,15 @@ def uploads(artifact: dict[str, bytes], marker: Path) -> list[Upload]:
         Upload("zip-symlink", side_a("a.zip", zip_of({WEIGHTS_FILE: weights},
                                                      symlinks={METADATA_FILE: "/etc/passwd"})), 422, bad),
         Upload("tar-symlink", side_a("a.tar", tar_of({WEIGHTS_FILE: weights},
-                                                     {METADATA_FILE: (tarfile.SYMTYPE, "/etc/passwd")})), 422, bad),
+                                                     links={METADATA_FILE: (tarfile.SYMTYPE, "/etc/passwd")})),
+               422, bad),
         Upload("tar-hardlink", side_a("a.tar", tar_of({WEIGHTS_FILE: weights},
-                                                      {METADATA_FILE: (tarfile.LNKTYPE, "/etc/passwd")})), 422, bad),
+                                                      links={METADATA_FILE: (tarfile.LNKTYPE, "/etc/passwd")})),
+               422, bad),
         Upload("zip-traversal", side_a("a.zip", zip_of({f"../{WEIGHTS_FILE}": weights, METADATA_FILE: meta})),
                422, bad),
         Upload("tar-traversal", side_a("a.tgz", tar_of({WEIGHTS_FILE: weights,
-                                                        f"up/../../{METADATA_FILE}": meta}, gz=True)), 422, bad),
+                                                        f"up/../../{METADATA_FILE}": meta}, "w:gz")), 422, bad),
         Upload("zip-absolute", side_a("a.zip", zip_of({f"/tmp/x/{WEIGHTS_FILE}": weights,
                                                        f"/tmp/x/{METADATA_FILE}": meta})), 422, bad),
         Upload("tar-absolute", side_a("a.tar", tar_of({f"/etc/{WEIGHTS_FILE}": weights,
@@ -146,7 +149,7 @@ class PeakRss:
 
 def test_a_good_upload_is_accepted(server: SandboxedServer, artifact: dict[str, bytes]) -> None:
     """The control: the same route takes a sound archive, so the refusals below are about the hostility."""
-    for filename, data in (("a.zip", zip_of(artifact)), ("a.tgz", tar_of(artifact, gz=True))):
+    for filename, data in (("a.zip", zip_of(artifact)), ("a.tgz", tar_of(artifact, "w:gz"))):
         response = httpx.post(f"{server.url}/lineage", files=side_a(filename, data), timeout=60)
         assert response.status_code == 200, response.text
         assert response.json()["a"] == "upload"

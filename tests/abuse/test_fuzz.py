@@ -115,12 +115,12 @@ ANCHORS: dict[str, tuple[str, str, dict[str, Any]]] = {  # name -> (method, path
 
 
 @pytest.mark.parametrize("anchor", list(ANCHORS))
-def test_success_answers_match_the_schema(deployment: Deployment, shared_data: Path, anchor: str) -> None:
+def test_success_answers_match_the_schema(deployment: Deployment, ltim: Path, anchor: str) -> None:
     """Requests pinned to what exists (a loaded name, a real image), since random ones are only ever
     refused: their 200 bodies and content types are held to the schema too."""
     method, path, pinned = ANCHORS[anchor]
     if anchor == "detect":
-        image = next(p for p in sorted(shared_data.glob("*/1_fake/*.png"))).read_bytes()
+        image = next(p for p in sorted(ltim.glob("*/1_fake/*.png"))).read_bytes()
         pinned = {**pinned, "body": {"file": image}}
     statuses: list[int] = []
 

@@ -87,9 +87,9 @@ def test_the_corpus_covers_every_outcome() -> None:
     assert outcomes == {200, 400, 413, 415, 422}
 
 
-def test_exif_orientation_is_ignored_consistently(server: SandboxedServer, shared_data: Path) -> None:
+def test_exif_orientation_is_ignored_consistently(server: SandboxedServer, ltim: Path) -> None:
     """Pixels are scored where the generator put them (dif.images): EXIF orientation changes nothing."""
-    source = next(p for p in sorted(shared_data.glob("*/1_fake/*.png")))
+    source = next(p for p in sorted(ltim.glob("*/1_fake/*.png")))
     with Image.open(source) as im:
         pixels = im.convert("RGB").crop((0, 0, SIZE, 288))
     answers = []

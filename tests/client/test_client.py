@@ -17,7 +17,11 @@ import httpx
 import pytest
 
 from dif.client import Client, DetectResult, DifClientError, GeneratorInfo, LineageResult, retry_after_s
-from tests.service.support import GENERATORS, REPO, ThreadServer, tiny_png, write_artifacts
+from testkit.fingerprints import write_artifacts
+from testkit.images import tiny_png
+from testkit.paths import REPO
+from testkit.servers import ThreadServer
+from tests.service.support import GENERATORS
 
 
 @pytest.fixture

@@ -47,7 +47,7 @@ def test_train_denoiser_then_use_it(tmp_path, ltim, capsys):
     assert main(["train-denoiser", str(ltim / "mj" / "0_real"), "--out", str(tmp_path / "den"),
                  "--steps", "3", "--depth", "3", "--width", "4", "--quiet", "--device", "cpu"]) == 0
     assert main(["crossval", str(ltim / "mj"), "--extractor", "dncnn@1", "--extractor-dir", str(tmp_path / "den"),
-                 "--folds", "2", "--json", "--device", "cpu", "--crops", "1"]) == 0
+                 "--folds", "2", "--json", "--device", "cpu", "--crops", "1", "--estimator", "mean/z"]) == 0
     assert "accuracy" in json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
 
@@ -143,7 +143,8 @@ def test_unknown_flag_prints_the_sub_command_usage_and_one_error_line(argv: list
 
 def test_train_refuses_to_overwrite_an_artifact_without_force(tmp_path, ltim, capsys):
     out = tmp_path / "mj"
-    quick = ["--estimator", "flags", "--prior", "mean", "--calibration", "train", "--device", "cpu", "--quiet"]
+    quick = ["--estimator", "flags", "--prior", "mean", "--calibration", "train", "--crops", "1", "--device", "cpu",
+             "--quiet"]
     assert main(["train", str(ltim / "mj"), "--out", str(out), *quick]) == 0
     capsys.readouterr()
     before = {p.name: p.read_bytes() for p in out.iterdir()}

@@ -3,17 +3,15 @@
 import pytest
 import torch
 
-from dif.artifact import Detection, Fingerprint
-from dif.calibration import Calibration
+from dif.artifact import Fingerprint
 from dif.detector import Detector, compact, expand
 from dif.extractors import DnCNN, create
 from dif.scoring import pearson
+from testkit.fingerprints import random_fingerprint
 
 
 def fingerprints(extractor, count: int = 3) -> list[Fingerprint]:
-    gen = torch.Generator().manual_seed(0)
-    return [Fingerprint(f"g{i}", torch.randn((3, 256, 256), generator=gen), Calibration(0.0, 0.02, 0.01, 0.01),
-                        extractor.describe(), Detection(), {}) for i in range(count)]
+    return [random_fingerprint(f"g{i}", i, extractor.describe()) for i in range(count)]
 
 
 def image() -> torch.Tensor:

@@ -12,7 +12,7 @@ from dif.decision import OperatingPoint
 from dif.detector import Detector
 from dif.extractors import create
 from dif.scoring import CorrelationScorer
-from tests.core.synthetic import ToyGenerator, photo_crops, save_png
+from testkit.synthetic import ToyGenerator, photo_crops, write_dataset
 from training.build import train_artifact
 from training.pipeline import FitConfig
 from training.trainer import lattice
@@ -65,14 +65,6 @@ class AperiodicGenerator:
         return (image + self.pattern).clamp(0, 1)
 
 
-def _dataset(root: Path, reals: list[torch.Tensor], fakes_from: list[torch.Tensor], make) -> Path:  # noqa: ANN001
-    for i, image in enumerate(reals):
-        save_png(image, root / "0_real" / f"r{i:03d}.png")
-    for i, image in enumerate(fakes_from):
-        save_png(make(image), root / "1_fake" / f"f{i:03d}.png")
-    return root
-
-
 @pytest.mark.parametrize("kind", ["periodic", "aperiodic"])
 def test_estimator_is_chosen_by_inner_cross_validation(kind: str, photos: list[torch.Tensor],
                                                        tmp_path: Path) -> None:
@@ -83,7 +75,7 @@ def test_estimator_is_chosen_by_inner_cross_validation(kind: str, photos: list[t
     does not throw its pattern away (no lattice), and be caught too.
     """
     make = ToyGenerator(seed=1, stride=2) if kind == "periodic" else AperiodicGenerator(seed=3)
-    train = _dataset(tmp_path / "train", photos[:8], photos[8:16], make)
+    train = write_dataset(tmp_path / "train", photos[:8], photos[8:16], make)
     test_fakes = [make(im) for im in photos[16:28]]
     unseen = photos[28:]
     fp = train_artifact(train, "toy", FitConfig(), create("signlap@1"), torch.device("cpu"), progress=False)

@@ -19,8 +19,8 @@ from dif.decision import OperatingPoint
 from dif.detector import Detector
 from dif.errors import ArtifactError
 from dif.extractors import create
+from testkit.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 SCHEMA1 = Path(__file__).parent / "data" / "schema1-metadata.json"
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
 import shutil
 from pathlib import Path
@@ -15,6 +14,7 @@ from dif.artifact import load_all, load_fingerprint
 from dif.errors import ArtifactError
 from dif.extractors import DEFAULT_EXTRACTOR, create
 from dif_cli import main
+from tests.abuse.bombs import OpensFile, RunsShell, global_opcode_pickle
 from training.importer import (
     CENTRE_STEPS,
     SPREAD_FLOOR,
@@ -39,24 +39,6 @@ def write_checkpoint(folder: Path, fingerprint: object = None, real: object = No
                                                              "Crop Size": (32, 32)})
     (folder / "train_hypers.pt").write_bytes(hypers)
     return folder
-
-
-class RunsShell:
-    """A pickle payload that runs a shell command when unpickled by a trusting loader."""
-
-    def __init__(self, command: str):
-        self.command = command
-
-    def __reduce__(self):
-        return (os.system, (self.command,))
-
-
-class OpensFile:
-    def __init__(self, path: Path):
-        self.path = path
-
-    def __reduce__(self):
-        return (open, (str(self.path), "w"))
 
 
 # --- the real reference files -------------------------------------------------------------------
@@ -118,11 +100,11 @@ def test_malicious_hyper_parameters_are_refused_without_running(tmp_path: Path, 
     if payload == "shell":
         blob = pickle.dumps({"LR": 1e-3, "Device": RunsShell(f"touch {marker}")})
     elif payload == "open":
-        blob = pickle.dumps({"LR": OpensFile(marker)})
+        blob = pickle.dumps({"LR": OpensFile(str(marker))})
     elif payload == "eval":
         blob = b"cbuiltins\neval\n(S'open(" + repr(str(marker)).encode() + b", \"w\")'\ntR."
     else:  # protocol-0 GLOBAL naming posix.system directly
-        blob = b"cposix\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR."
+        blob = global_opcode_pickle(str(marker))
     folder = write_checkpoint(tmp_path / "gen", hypers=blob)
     with pytest.raises(UnsafePickle, match="refusing to unpickle"):
         import_reference(folder)

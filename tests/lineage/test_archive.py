@@ -23,6 +23,7 @@ from dif.artifact import METADATA_FILE, WEIGHTS_FILE, Fingerprint, save_fingerpr
 from dif.calibration import Calibration
 from dif.errors import ArtifactError
 from dif.extractors import create
+from testkit.archives import tar_of, zip_of
 
 
 @pytest.fixture(scope="module")
@@ -31,29 +32,6 @@ def artifact(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
                      extractor=create("signlap@1").describe())
     folder = save_fingerprint(fp, tmp_path_factory.mktemp("artifact") / "upload")
     return {p.name: p.read_bytes() for p in folder.iterdir()}
-
-
-def zip_of(files: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression) as z:
-        for name, data in files.items():
-            z.writestr(name, data)
-    return buf.getvalue()
-
-
-def tar_of(files: dict[str, bytes], mode: str = "w", links: dict[str, str] | None = None) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode=mode) as t:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            t.addfile(info, io.BytesIO(data))
-        for name, target in (links or {}).items():
-            info = tarfile.TarInfo(name)
-            info.type = tarfile.SYMTYPE
-            info.linkname = target
-            t.addfile(info)
-    return buf.getvalue()
 
 
 def test_zip_of_the_artifact_folder(artifact: dict[str, bytes]) -> None:
@@ -107,7 +85,8 @@ def test_two_top_folders_and_missing_files(artifact: dict[str, bytes]) -> None:
 def test_symlinks_are_refused(artifact: dict[str, bytes]) -> None:
     core = {n: artifact[n] for n in (WEIGHTS_FILE, METADATA_FILE)}
     with pytest.raises(ArchiveError, match="link"):
-        read_archive(tar_of({WEIGHTS_FILE: core[WEIGHTS_FILE]}, links={METADATA_FILE: "/etc/passwd"}))
+        read_archive(tar_of({WEIGHTS_FILE: core[WEIGHTS_FILE]},
+                            links={METADATA_FILE: (tarfile.SYMTYPE, "/etc/passwd")}))
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
         z.writestr(WEIGHTS_FILE, core[WEIGHTS_FILE])
@@ -168,21 +147,6 @@ def test_garbage_and_encrypted(artifact: dict[str, bytes]) -> None:
         read_archive(bytes(data))
 
 
-def tar_with_dirs(files: dict[str, bytes], dirs: list[str], mode: str = "w:gz") -> bytes:
-    """A tar whose folder entries come first, as `tar` writes them (``./``, ``mj/``)."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode=mode) as t:
-        for name in dirs:
-            info = tarfile.TarInfo(name)
-            info.type = tarfile.DIRTYPE
-            t.addfile(info)
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            t.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
 @pytest.mark.parametrize(("dirs", "prefix"), [
     (["./"], "./"),                # `cd upload && tar czf ../a.tar.gz .` (GNU tar)
     (["."], "./"),                 # the same root entry without its slash (other tar writers)
@@ -191,17 +155,17 @@ def tar_with_dirs(files: dict[str, bytes], dirs: list[str], mode: str = "w:gz") 
 ])
 def test_tar_made_with_dot_names(artifact: dict[str, bytes], dirs: list[str], prefix: str) -> None:
     files = {f"{prefix}{n}": d for n, d in artifact.items()}
-    assert fingerprint_from_archive(tar_with_dirs(files, dirs)).name == "upload"
+    assert fingerprint_from_archive(tar_of(files, "w:gz", dirs=dirs)).name == "upload"
 
 
 def test_tar_of_the_parent_holding_the_folder(artifact: dict[str, bytes]) -> None:
     """`cd parent && tar czf ../a.tar.gz .`: the root entry ``./`` does not count as a second top folder."""
     files = {f"./upload/{n}": d for n, d in artifact.items()}
-    assert fingerprint_from_archive(tar_with_dirs(files, ["./", "./upload/"])).name == "upload"
+    assert fingerprint_from_archive(tar_of(files, "w:gz", dirs=["./", "./upload/"])).name == "upload"
 
 
 @pytest.mark.parametrize("name", ["./../", "./..", "../", "./upload/../", "./upload/../../x/"])
 def test_dot_folders_still_refuse_traversal(artifact: dict[str, bytes], name: str) -> None:
     files = {f"./{n}": d for n, d in artifact.items()}
     with pytest.raises(ArchiveError, match="traversal"):
-        read_archive(tar_with_dirs(files, [name]))
+        read_archive(tar_of(files, "w:gz", dirs=[name]))

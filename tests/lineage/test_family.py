@@ -39,11 +39,13 @@ def test_related_pairs_score_above_unrelated_ones(family: list[Member]) -> None:
 
 
 def test_decision_keeps_false_positives_rare(family: list[Member]) -> None:
+    """One family has seven unrelated pairs, too few for a rate: the bound of 3 % of unrelated pairs is
+    checked over three families to a population by `python -m bench.lineage_report` (its `checks`)."""
     pairs = scored_pairs(family)
     unrelated = [p for p in pairs if not p[5]]
     related = [p for p in pairs if p[5]]
     false_positives = sum(p[3] for p in unrelated)
-    assert false_positives <= 0.03 * len(unrelated)
+    assert false_positives <= 1, [(p[0].name, p[1].name) for p in unrelated if p[3]]
     assert sum(p[3] for p in related) >= len(related) // 2
 
 

@@ -8,8 +8,6 @@ import os
 import pickle
 import shutil
 import subprocess
-import tarfile
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +21,8 @@ from dif.artifact import METADATA_FILE, WEIGHTS_FILE, Fingerprint, load_fingerpr
 from dif.calibration import Calibration
 from dif.extractors import create
 from dif_cli import main
-from tests.service.support import ThreadServer, make_settings
+from testkit.archives import tar_of, zip_of
+from testkit.servers import ThreadServer, make_settings
 
 from .render_checks import colour_scale_length
 
@@ -41,24 +40,6 @@ def files(reference_artifacts: Path) -> dict[str, dict[str, bytes]]:
     """Each reference artifact's two files."""
     return {p.name: {n: (p / n).read_bytes() for n in (WEIGHTS_FILE, METADATA_FILE)}
             for p in reference_artifacts.iterdir()}
-
-
-def zip_of(entries: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        for name, data in entries.items():
-            z.writestr(name, data)
-    return buf.getvalue()
-
-
-def tar_of(entries: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as t:
-        for name, data in entries.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            t.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def artifact_bytes(fp: Fingerprint, tmp: Path) -> dict[str, bytes]:
@@ -123,7 +104,7 @@ def test_uploaded_shifted_child_against_its_loaded_parent(server: ThreadServer, 
     noise = torch.randn(parent.tensor.shape, generator=torch.Generator().manual_seed(0)) * parent.tensor.std()
     child = Fingerprint(name="sd14-child", tensor=(parent.tensor.roll((2, -1), dims=(-2, -1)) + noise).contiguous(),
                         calibration=parent.calibration, extractor=parent.extractor)
-    archive = tar_of({f"sd14-child/{n}": d for n, d in artifact_bytes(child, tmp_path).items()})
+    archive = tar_of({f"sd14-child/{n}": d for n, d in artifact_bytes(child, tmp_path).items()}, "w:gz")
     response = post(server, data={"a": "sd14"}, files={"b": ("child.tar.gz", archive, "application/gzip")})
     assert response.status_code == 200, response.text
     body = response.json()
@@ -148,7 +129,7 @@ def test_two_uploads_compared_with_each_other(server: ThreadServer, files: dict[
     response = post(server, files={
         "a_weights": ("fingerprint.safetensors", files["sd14"][WEIGHTS_FILE]),
         "a_metadata": ("metadata.json", files["sd14"][METADATA_FILE]),
-        "b": ("mj.tar.gz", tar_of(files["mj"])),
+        "b": ("mj.tar.gz", tar_of(files["mj"], "w:gz")),
     })
     assert response.status_code == 200, response.text
     assert response.json()["a"] == "sd14" and response.json()["related"] is True
@@ -187,7 +168,7 @@ def test_malformed_uploads_are_4xx_never_500(server: ThreadServer, files: dict[s
          422, "safetensors"),
         ("metadata missing", {"a_weights": good_w}, 422, "missing"),
         ("path traversal", {"a": zip_of({f"../{WEIGHTS_FILE}": good_w, METADATA_FILE: good_m})}, 422, "traversal"),
-        ("absolute path", {"a": tar_of({f"/tmp/{WEIGHTS_FILE}": good_w, f"/tmp/{METADATA_FILE}": good_m})},
+        ("absolute path", {"a": tar_of({f"/tmp/{WEIGHTS_FILE}": good_w, f"/tmp/{METADATA_FILE}": good_m}, "w:gz")},
          422, "absolute"),
         ("extra file", {"a": zip_of({WEIGHTS_FILE: good_w, METADATA_FILE: good_m, "run.sh": b"rm -rf /"})},
          422, "unexpected file"),

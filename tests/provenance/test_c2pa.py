@@ -13,8 +13,7 @@ import pytest
 
 from dif import provenance
 from dif.provenance import manifests, read_provenance
-
-from .conftest import AI, CAPTURE, IPTC, SigningCA, flip_pixel_byte, image_bytes, make_ca, manifest, sign
+from testkit.c2pa import AI, CAPTURE, IPTC, SigningCA, flip_pixel_byte, image_bytes, make_ca, manifest, sign
 
 FORMATS = [("JPEG", "image/jpeg"), ("PNG", "image/png")]
 

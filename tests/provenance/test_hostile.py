@@ -10,8 +10,7 @@ import pytest
 
 from dif import provenance
 from dif.provenance import MAX_INGREDIENT_DEPTH, MAX_INGREDIENTS, Provenance, read_provenance, summarise_store
-
-from .conftest import (
+from testkit.c2pa import (
     AI,
     CAPTURE,
     SigningCA,

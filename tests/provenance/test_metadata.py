@@ -11,8 +11,7 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 from dif.provenance import Provenance, read_provenance
-
-from .conftest import AI, IPTC, image_bytes, png_chunks, png_from_chunks
+from testkit.c2pa import AI, IPTC, image_bytes, png_chunks, png_from_chunks
 
 WEBUI = ("a secret prompt about a lighthouse\nNegative prompt: blurry\n"
          "Steps: 20, Sampler: DPM++ 2M, CFG scale: 7, Seed: 42, Size: 96x64, Model hash: 31e35c80fc, "

@@ -24,10 +24,9 @@ from PIL import Image
 
 from dif.fingerprint_set import EMBEDDED_FINGERPRINTS
 from dif_cli import main
-from tests.provenance.conftest import AI, make_ca, manifest, sign
-from tests.service.support import ThreadServer, make_settings
-
-from ..conftest import LTIM
+from testkit.c2pa import AI, make_ca, manifest, sign
+from testkit.paths import LTIM
+from testkit.servers import ThreadServer, make_settings
 
 # name in the collection -> source under ../shared/data/ltim (real photos are JPEGs named .png)
 IMAGES = {

@@ -102,7 +102,7 @@ def test_parquet_schema(collection: Collection, scanned) -> None:
 
 
 def test_resume_scores_only_new_files(ray_session: None, tmp_path: Path, capsys) -> None:
-    from ..conftest import LTIM
+    from testkit.paths import LTIM
 
     source, dest = tmp_path / "incoming", tmp_path / "out"
     source.mkdir()

@@ -10,15 +10,11 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from .support import (
-    GENERATORS,
-    SHARED_DATA,
-    ProcessServer,
-    ScorerProbe,
-    ThreadServer,
-    make_settings,
-    write_artifacts,
-)
+from testkit.fingerprints import write_artifacts
+from testkit.images import sample_paths
+from testkit.servers import AppProcess, ScorerProbe, ThreadServer, make_settings
+
+from .support import GENERATORS
 
 
 @pytest.fixture(scope="session")
@@ -29,10 +25,8 @@ def fingerprints_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def sample_images() -> list[Path]:
     """Real generator outputs and real photos from the shared data (PNG and JPEG, several sizes)."""
-    if not SHARED_DATA.is_dir():
-        pytest.fail(f"{SHARED_DATA} is missing: the service tests need ../shared beside the repository")
-    paths = sorted(SHARED_DATA.glob("*/*/*"))
-    assert len(paths) >= 20, f"expected sample images under {SHARED_DATA}"
+    paths = sample_paths()
+    assert len(paths) >= 20, f"expected sample images, found {len(paths)}"
     return paths
 
 
@@ -92,9 +86,7 @@ def probe_into() -> Iterator[Callable[[ThreadServer], ScorerProbe]]:
     probes: list[ScorerProbe] = []
 
     def install(server: ThreadServer) -> ScorerProbe:
-        detector = server.service.engine.current.detector
-        probe = ScorerProbe(detector.scorer)
-        detector.scorer = probe  # type: ignore[assignment]
+        probe = ScorerProbe.install(server)
         probes.append(probe)
         return probe
 
@@ -105,13 +97,14 @@ def probe_into() -> Iterator[Callable[[ThreadServer], ScorerProbe]]:
 
 
 @pytest.fixture
-def process_server(tmp_path: Path, fingerprints_dir: Path) -> Iterator[Callable[..., ProcessServer]]:
-    started: list[ProcessServer] = []
+def process_server(tmp_path: Path, fingerprints_dir: Path) -> Iterator[Callable[..., AppProcess]]:
+    started: list[AppProcess] = []
 
-    def start(**env: str) -> ProcessServer:
-        server = ProcessServer({"DIF_FINGERPRINTS_DIR": str(fingerprints_dir), "DIF_DEVICE": "cpu", **env})
+    def start(**env: str) -> AppProcess:
+        server = AppProcess({"DIF_FINGERPRINTS_DIR": str(fingerprints_dir), **env},
+                            tmp_path / f"server-{len(started) + 1}.log")
         started.append(server)
-        return server.start(tmp_path / f"server-{len(started)}.log")
+        return server.start()
 
     yield start
     for server in started:

@@ -8,6 +8,7 @@ import math
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
@@ -120,23 +121,37 @@ def make_batcher(run: Recorder, **kwargs: object) -> Batcher[int, int]:
     return Batcher(run_batch=run, executor=ThreadPoolExecutor(1), metrics=Metrics(), **options)  # type: ignore[arg-type]
 
 
+def running_batcher(run: Recorder, **kwargs: object) -> Batcher[int, int]:
+    """A running batcher (call inside the event loop)."""
+    batcher = make_batcher(run, **kwargs)
+    batcher.start()
+    return batcher
+
+
+def submit_each(batcher: Batcher[int, int], values: Sequence[int]) -> list[asyncio.Future[Any]]:
+    deadline = asyncio.get_running_loop().time() + 60
+    return [batcher.submit(v, deadline=deadline) for v in values]
+
+
 async def submit_all(batcher: Batcher[int, int], values: Sequence[int]) -> list[object]:
-    loop = asyncio.get_running_loop()
-    futures = [batcher.submit(v, deadline=loop.time() + 60) for v in values]
-    return await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), 10)
+    return await asyncio.wait_for(asyncio.gather(*submit_each(batcher, values), return_exceptions=True), 10)
+
+
+def run_rounds(run: Recorder, *rounds: Sequence[int], **kwargs: object) -> tuple[list[list[object]], Batcher[int, int]]:
+    """A started batcher gets each round of values once the previous round is answered, then stops."""
+
+    async def scenario() -> tuple[list[list[object]], Batcher[int, int]]:
+        batcher = running_batcher(run, **kwargs)
+        results = [await submit_all(batcher, values) for values in rounds]
+        await batcher.stop(5)
+        return results, batcher
+
+    return asyncio.run(scenario())
 
 
 def test_concurrent_jobs_share_batches_bounded_by_the_maximum() -> None:
     run = Recorder()
-
-    async def scenario() -> list[object]:
-        batcher = make_batcher(run)
-        batcher.start()
-        results = await submit_all(batcher, range(10))
-        await batcher.stop(5)
-        return results
-
-    results = asyncio.run(scenario())
+    (results,), _ = run_rounds(run, range(10))
     assert [r.value for r in results] == [2 * i for i in range(10)]  # type: ignore[attr-defined]
     assert run.sizes == [4, 4, 2]
     assert [r.batch_size for r in results] == [4] * 8 + [2] * 2  # type: ignore[attr-defined]
@@ -145,16 +160,7 @@ def test_concurrent_jobs_share_batches_bounded_by_the_maximum() -> None:
 def test_a_failed_batch_fails_every_future_in_it_and_the_next_batch_works() -> None:
     run = Recorder()
     run.fail_next = True
-
-    async def scenario() -> tuple[list[object], list[object], Batcher[int, int]]:
-        batcher = make_batcher(run)
-        batcher.start()
-        failed = await submit_all(batcher, [1, 2, 3])
-        ok = await submit_all(batcher, [5])
-        await batcher.stop(5)
-        return failed, ok, batcher
-
-    failed, ok, batcher = asyncio.run(scenario())
+    (failed, ok), batcher = run_rounds(run, [1, 2, 3], [5])
     assert run.sizes == [3, 1]
     assert all(isinstance(r, InferenceFailed) for r in failed), failed
     assert "GPU fell off the bus" in str(failed[0])
@@ -172,15 +178,7 @@ def test_a_crashing_worker_fails_all_queued_futures_then_restarts() -> None:
             raise ZeroDivisionError("bug in the batching policy")
         return collect_batch(*args)  # type: ignore[arg-type]
 
-    async def scenario() -> tuple[list[object], list[object], Batcher[int, int]]:
-        batcher = make_batcher(run, plan=plan_that_crashes_once)
-        batcher.start()
-        queued = await submit_all(batcher, [1, 2])
-        later = await submit_all(batcher, [3])
-        await batcher.stop(5)
-        return queued, later, batcher
-
-    queued, later, batcher = asyncio.run(scenario())
+    (queued, later), batcher = run_rounds(run, [1, 2], [3], plan=plan_that_crashes_once)
     assert all(isinstance(r, InferenceFailed) for r in queued), queued
     assert later[0].value == 6  # type: ignore[attr-defined]
     assert batcher.metrics.worker_restarts._value.get() == 1
@@ -188,8 +186,7 @@ def test_a_crashing_worker_fails_all_queued_futures_then_restarts() -> None:
 
 def test_admission_refuses_past_capacity_with_a_retry_after() -> None:
     async def scenario() -> None:
-        batcher = make_batcher(Recorder(), capacity=3)
-        batcher.start()
+        batcher = running_batcher(Recorder(), capacity=3)
         with batcher.admit(2):
             with pytest.raises(QueueFull) as refused:
                 with batcher.admit(2):
@@ -239,11 +236,10 @@ def test_stop_flushes_the_queue_without_waiting_for_companions() -> None:
     run = Recorder()
 
     async def scenario() -> tuple[list[object], float]:
-        batcher = make_batcher(run, max_batch_size=64, max_wait_s=30.0)
-        batcher.start()
-        loop = asyncio.get_running_loop()
-        futures = [batcher.submit(v, deadline=loop.time() + 60) for v in range(5)]
+        batcher = running_batcher(run, max_batch_size=64, max_wait_s=30.0)
+        futures = submit_each(batcher, range(5))
         await asyncio.sleep(0.05)
+        loop = asyncio.get_running_loop()
         started = loop.time()
         await batcher.stop(10)
         results = await asyncio.gather(*futures, return_exceptions=True)
@@ -260,10 +256,8 @@ def test_stop_fails_what_it_cannot_drain_in_time() -> None:
     run.release.clear()  # the model hangs
 
     async def scenario() -> list[object]:
-        batcher = make_batcher(run, max_batch_size=1, max_wait_s=0.0)
-        batcher.start()
-        loop = asyncio.get_running_loop()
-        futures = [batcher.submit(v, deadline=loop.time() + 60) for v in range(3)]
+        batcher = running_batcher(run, max_batch_size=1, max_wait_s=0.0)
+        futures = submit_each(batcher, range(3))
         await asyncio.sleep(0.05)
         await batcher.stop(0.2)
         results = await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), 5)
@@ -279,8 +273,7 @@ def test_jobs_past_their_deadline_are_failed_without_running() -> None:
     run.release.clear()
 
     async def scenario() -> list[object]:
-        batcher = make_batcher(run, max_batch_size=1, max_wait_s=0.0)
-        batcher.start()
+        batcher = running_batcher(run, max_batch_size=1, max_wait_s=0.0)
         loop = asyncio.get_running_loop()
         blocker = batcher.submit(0, deadline=loop.time() + 60)
         await asyncio.sleep(0.05)  # the worker is now stuck on the blocker
@@ -300,8 +293,7 @@ def test_a_lone_request_does_not_wait_for_companions_but_a_decoding_one_is_waite
     run = Recorder()
 
     async def scenario() -> tuple[float, list[int]]:
-        batcher = make_batcher(run, max_batch_size=8, max_wait_s=30.0)
-        batcher.start()
+        batcher = running_batcher(run, max_batch_size=8, max_wait_s=30.0)
         loop = asyncio.get_running_loop()
         started = loop.time()
         with batcher.admit(1) as admission:
@@ -325,8 +317,7 @@ def test_a_failed_decode_releases_the_batch_it_was_holding_back() -> None:
     run = Recorder()
 
     async def scenario() -> list[int]:
-        batcher = make_batcher(run, max_batch_size=8, max_wait_s=30.0)
-        batcher.start()
+        batcher = running_batcher(run, max_batch_size=8, max_wait_s=30.0)
         loop = asyncio.get_running_loop()
         with batcher.admit(2) as admission:
             first = batcher.submit(1, loop.time() + 60, admission)

@@ -7,7 +7,9 @@ import asyncio
 import httpx
 import pytest
 
-from .support import GENERATORS, ThreadServer, metric_value
+from testkit.servers import ThreadServer, metric_value
+
+from .support import GENERATORS
 
 
 def test_one_file_is_scored_against_every_generator(shared_server: ThreadServer, png_512: bytes) -> None:

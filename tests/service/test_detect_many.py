@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import httpx
 
-from .support import GENERATORS, ThreadServer, error_of, metric_value, tiny_png
+from testkit.images import tiny_png
+from testkit.servers import ThreadServer, metric_value
+
+from .support import GENERATORS, error_of
 
 
 def post_many(server: ThreadServer, files: list[tuple[str, bytes]]) -> httpx.Response:

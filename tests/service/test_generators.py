@@ -7,7 +7,9 @@ import io
 import httpx
 from PIL import Image
 
-from .support import GENERATORS, ThreadServer, error_of
+from testkit.servers import ThreadServer
+
+from .support import GENERATORS, error_of
 
 
 def test_list_describes_every_loaded_generator(shared_server: ThreadServer) -> None:

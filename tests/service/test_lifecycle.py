@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -17,8 +15,10 @@ import httpx
 from app.commands import cmd_serve
 from app.service import Service
 from dif_cli import build_parser
+from testkit.fingerprints import write_artifacts
+from testkit.servers import ThreadServer, is_ready, make_settings, metric_value, run_app_to_exit, wait_until
 
-from .support import REPO, ThreadServer, error_of, make_settings, metric_value, wait_until, write_artifacts
+from .support import error_of
 
 
 def test_readyz_is_503_until_warm_while_healthz_answers(serve, png_512: bytes) -> None:  # type: ignore[no-untyped-def]
@@ -44,7 +44,7 @@ def test_readyz_is_503_until_warm_while_healthz_answers(serve, png_512: bytes) -
         assert metric_value(server.metrics(), "dif_ready") == 0
     finally:
         warm.set()
-    wait_until(lambda: httpx.get(f"{server.url}/readyz").status_code == 200, 30, "never became ready")
+    wait_until(lambda: is_ready(server.url), 30, "never became ready")
     assert metric_value(server.metrics(), "dif_ready") == 1
 
 
@@ -248,11 +248,7 @@ def test_a_reload_that_fails_its_warm_up_uses_no_version(serve, tmp_path: Path, 
 def test_startup_with_no_artifacts_fails_fast(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = subprocess.run(
-        [sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", "0"], cwd=REPO, timeout=120,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "DIF_FINGERPRINTS_DIR": str(empty)},
-        capture_output=True, text=True,
-    )
+    result = run_app_to_exit({"DIF_FINGERPRINTS_DIR": str(empty)})
     assert result.returncode == 3, result.stdout + result.stderr
     assert "DIF_FINGERPRINTS_DIR" in result.stdout + result.stderr
 

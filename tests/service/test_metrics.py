@@ -1,19 +1,20 @@
-"""/metrics: the series the issue lists, bounded labels, promtool's lint, and a real Prometheus scrape."""
+"""/metrics: the series the issue lists, bounded labels and promtool's lint (a real Prometheus scrapes the
+service in tests/ship/test_prometheus.py)."""
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
-import time
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
 
-from .support import GENERATORS, ThreadServer, free_port, metric_value, tiny_png
+from testkit.images import tiny_png
+from testkit.servers import ThreadServer, metric_value
+
+from .support import GENERATORS
 
 MISSING_TOOLS = "is missing: run scripts/ci-deps.sh (installs the Debian `prometheus` package)"
 
@@ -79,51 +80,3 @@ def test_promtool_accepts_the_live_output(shared_server: ThreadServer, png_512: 
     result = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and not result.stdout.strip() and not result.stderr.strip(), \
         f"promtool check metrics failed:\n{result.stdout}{result.stderr}"
-
-
-def test_a_real_prometheus_scrapes_the_service(shared_server: ThreadServer, png_512: bytes,
-                                               tmp_path: Path) -> None:
-    prometheus = shutil.which("prometheus")
-    if prometheus is None:
-        pytest.fail(f"prometheus {MISSING_TOOLS}")
-    traffic(shared_server, png_512)
-    target = shared_server.url.removeprefix("http://")
-    config = tmp_path / "prometheus.yml"
-    config.write_text(json.dumps({  # JSON is YAML
-        "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
-        "scrape_configs": [{"job_name": "dif", "static_configs": [{"targets": [target]}]}],
-    }))
-    port = free_port()
-    log = tmp_path / "prometheus.log"
-    proc = subprocess.Popen(
-        [prometheus, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-         f"--web.listen-address=127.0.0.1:{port}"],
-        cwd=tmp_path, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-    )
-    api = f"http://127.0.0.1:{port}/api/v1/query"
-
-    def query(expr: str) -> list[dict[str, object]]:
-        response = httpx.get(api, params={"query": expr}, timeout=5)
-        if response.status_code != 200:  # 503 with a text body while the TSDB is still opening
-            return []
-        return response.json()["data"]["result"]  # type: ignore[no-any-return]
-
-    try:
-        deadline = time.monotonic() + 60
-        up: list[dict[str, object]] = []
-        series: list[dict[str, object]] = []
-        while time.monotonic() < deadline and not (up and series):
-            assert proc.poll() is None, f"prometheus exited:\n{log.read_text()}"
-            try:
-                up = query('up{job="dif"} == 1')
-                series = query('dif_http_requests_total{job="dif",route="/detect",status="200"}')
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
-        assert up, f"Prometheus never saw the target up:\n{log.read_text()[-3000:]}"
-        assert series and float(series[0]["value"][1]) >= 1  # type: ignore[index]
-        batches = query('dif_batch_size_images_count{job="dif"}')
-        assert batches and float(batches[0]["value"][1]) >= 1  # type: ignore[index]
-    finally:
-        proc.terminate()
-        proc.wait(20)

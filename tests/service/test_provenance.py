@@ -7,8 +7,6 @@ told apart: signing adds a manifest and leaves the pixels as they were.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,7 @@ from app.schemas import ProvenanceOut
 from app.settings import Settings
 from dif.artifact import save_fingerprint
 from dif.provenance import read_provenance
-from tests.provenance.conftest import (
+from testkit.c2pa import (
     AI,
     CAPTURE,
     SigningCA,
@@ -32,18 +30,11 @@ from tests.provenance.conftest import (
     png_from_chunks,
     sign,
 )
+from testkit.fingerprints import twin_fingerprint, write_artifacts
+from testkit.paths import LTIM
+from testkit.servers import AppProcess, ThreadServer, make_settings, metric_value, run_app_to_exit
 
-from .support import (
-    GENERATORS,
-    REPO,
-    SHARED_DATA,
-    ProcessServer,
-    ThreadServer,
-    make_settings,
-    metric_value,
-    twin_fingerprint,
-    write_artifacts,
-)
+from .support import GENERATORS
 
 A1111 = ("a lighthouse at dusk\nNegative prompt: blurry\nSteps: 30, Sampler: DPM++ 2M, CFG scale: 7, "
          "Seed: 1, Size: 512x512, Model: sd_xl_base_1.0, Version: v1.9.4")
@@ -64,13 +55,13 @@ def anchors(tmp_path_factory: pytest.TempPathFactory, signer: SigningCA) -> Path
 @pytest.fixture(scope="module")
 def photo() -> bytes:
     """A real photo (JPEG) in which the random test fingerprints find nothing."""
-    return sorted((SHARED_DATA / "glide" / "0_real").glob("*"))[0].read_bytes()
+    return sorted((LTIM / "glide" / "0_real").glob("*"))[0].read_bytes()
 
 
 @pytest.fixture(scope="module")
 def plain_png() -> bytes:
     """A generated PNG (512 x 512) that carries no metadata at all."""
-    return (SHARED_DATA / "sd14" / "1_fake" / "img_107403.png").read_bytes()
+    return (LTIM / "sd14" / "1_fake" / "img_107403.png").read_bytes()
 
 
 @pytest.fixture(scope="module")
@@ -311,11 +302,7 @@ def test_an_unusable_trust_anchor_file_stops_the_service(tmp_path: Path, content
 def test_dif_serve_refuses_a_bad_anchor_file_in_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "anchors.pem"
     bad.write_text("not a certificate\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", "0"], cwd=REPO, timeout=120,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "DIF_C2PA_TRUST_ANCHORS": str(bad)},
-        capture_output=True, text=True,
-    )
+    result = run_app_to_exit({"DIF_C2PA_TRUST_ANCHORS": str(bad)})
     assert result.returncode == 2, result.stdout + result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"dif serve: error: DIF_C2PA_TRUST_ANCHORS={bad}: "), lines
@@ -323,7 +310,7 @@ def test_dif_serve_refuses_a_bad_anchor_file_in_one_line(tmp_path: Path) -> None
 
 
 def test_the_anchor_setting_works_from_the_environment_and_the_versions_are_logged(
-        process_server: Callable[..., ProcessServer], anchors: Path, ai_photo: bytes) -> None:
+        process_server: Callable[..., AppProcess], anchors: Path, ai_photo: bytes) -> None:
     server = process_server(DIF_C2PA_TRUST_ANCHORS=str(anchors))
     response = httpx.post(f"{server.url}/detect", files={"file": ("signed.jpg", ai_photo)}, timeout=60)
     assert response.status_code == 200, response.text

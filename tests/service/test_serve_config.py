@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
-from .support import REPO, ProcessServer, write_artifacts
+from testkit.fingerprints import write_artifacts
+from testkit.servers import AppProcess, run_app_to_exit
 
 
-def test_an_artifact_folder_is_served_as_a_set_of_one(process_server: Callable[..., ProcessServer],
+def test_an_artifact_folder_is_served_as_a_set_of_one(process_server: Callable[..., AppProcess],
                                                       fingerprints_dir: Path) -> None:
     server = process_server(DIF_FINGERPRINTS_DIR=str(fingerprints_dir / "beta"))
     listed = httpx.get(f"{server.url}/generators", timeout=30).json()
@@ -34,12 +33,7 @@ def broken_artifact(root: Path) -> Path:
 ], ids=["missing-folder", "empty-folder", "broken-artifact"])
 def test_a_bad_fingerprint_folder_is_one_line_without_a_traceback(tmp_path: Path, make, says: str) -> None:  # type: ignore[no-untyped-def]
     folder = make(tmp_path)
-    result = subprocess.run(
-        [sys.executable, "-m", "app", "--host", "127.0.0.1", "--port", "0"], cwd=REPO, timeout=120,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "DIF_FINGERPRINTS_DIR": str(folder),
-             "DIF_DEVICE": "cpu"},
-        capture_output=True, text=True,
-    )
+    result = run_app_to_exit({"DIF_FINGERPRINTS_DIR": str(folder), "DIF_DEVICE": "cpu"})
     output = result.stdout + result.stderr
     assert result.returncode == 3, output
     assert "Traceback" not in output and 'File "' not in output, output
@@ -49,11 +43,7 @@ def test_a_bad_fingerprint_folder_is_one_line_without_a_traceback(tmp_path: Path
 
 def test_a_bad_setting_is_one_line_without_a_traceback(tmp_path: Path, fingerprints_dir: Path) -> None:
     copy = shutil.copytree(fingerprints_dir, tmp_path / "set")
-    result = subprocess.run(
-        [sys.executable, "-m", "app"], cwd=REPO, timeout=120, capture_output=True, text=True,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "DIF_FINGERPRINTS_DIR": str(copy),
-             "DIF_PORT": "not-a-port"},
-    )
+    result = run_app_to_exit({"DIF_FINGERPRINTS_DIR": str(copy), "DIF_PORT": "not-a-port"}, argv=())
     output = result.stdout + result.stderr
     assert result.returncode == 2, output
     assert "Traceback" not in output and "port" in output.lower(), output

@@ -12,8 +12,8 @@ from app.settings import DEFAULT_FINGERPRINTS_DIR, Settings
 from dif.artifact import save_fingerprint
 from dif.errors import ArtifactError
 from dif.extractors import create
-
-from .support import REPO, make_fingerprint, write_artifacts
+from testkit.fingerprints import make_fingerprint, write_artifacts
+from testkit.paths import REPO
 
 
 def test_defaults_match_the_documented_contract() -> None:

@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from app.settings import Settings
+from testkit.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 
 
@@ -30,6 +30,16 @@ def tool(name: str, hint: str = "pip install -e '.[dev]' (the `ship` extra)") ->
 
 def run(cmd: list[str], timeout: float = 120, **kwargs: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def kubernetes_validate(docs: list[dict[str, Any]], out: Path, version: str | None) -> str:
+    """``kubernetes-validate --strict`` on ``docs`` (written to ``out``) for Kubernetes ``version``
+    (None: the newest it knows); its output, after asserting it found no error."""
+    out.write_text(yaml.safe_dump_all(docs))
+    result = run([tool("kubernetes-validate"), "--strict", *(["-k", version] if version else []), str(out)])
+    output = result.stdout + result.stderr
+    assert result.returncode == 0 and "ERROR" not in output, output
+    return output
 
 
 def load_yaml_docs(path: Path) -> list[dict[str, Any]]:

@@ -30,7 +30,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,14 +37,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.service.support import free_port
+from testkit.paths import LTIM
+from testkit.servers import free_port, wait_ready
 
 from .conftest import REPO, run
 from .dockerfile import IMAGE_PATHS, Dockerfile, Instruction, Stage, build_context
 
 pytestmark = pytest.mark.slow
 
-SHARED_IMAGES = REPO.parent / "shared" / "data" / "ltim"
 IMAGE_PATH = "/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin"  # the python base image's PATH
 ADAPTED_BUILD = {"TORCH_INDEX_URL": "", "PYTHON": sys._base_executable}  # type: ignore[attr-defined]
 ADAPTED_RUN = {"DIF_HOST": "127.0.0.1", "DIF_TORCH_THREADS": "1", "DIF_LOG_LEVEL": "warning"}
@@ -209,16 +208,7 @@ def container(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Container]:
     box = Container(root, env, workdir, f"http://127.0.0.1:{port}", proc, log,
                     [rooted(root, a) for a in health.exec_form()], fingerprints)
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert proc.poll() is None, f"the service exited with {proc.returncode}:\n{box.output()}"
-            try:
-                if httpx.get(f"{box.url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"never ready:\n{box.output()}"
-            time.sleep(0.2)
+        wait_ready(box.url, 180, proc, box.output)
         yield box
     finally:
         if proc.poll() is None:
@@ -228,7 +218,7 @@ def container(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Container]:
 
 
 def test_serves_a_real_image(container: Container) -> None:
-    image = sorted((SHARED_IMAGES / "sd14" / "1_fake").glob("*.png"))[0]
+    image = sorted((LTIM / "sd14" / "1_fake").glob("*.png"))[0]
     response = httpx.post(f"{container.url}/detect", files={"file": (image.name, image.read_bytes())}, timeout=60)
     assert response.status_code == 200, response.text
     body = response.json()

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .conftest import DEPLOY, REPO, run, settings_from_env, tool
+from .conftest import DEPLOY, REPO, kubernetes_validate, run, settings_from_env, tool
 from .dockerfile import Dockerfile
 from .kustomize import render
 
@@ -49,12 +49,7 @@ def test_renderer_agrees_with_kubectl_kustomize(folder: Path) -> None:
 @pytest.mark.parametrize("version", [OLDEST_KUBERNETES, None], ids=["oldest", "newest"])
 @pytest.mark.parametrize("folder", [BASE, GPU], ids=["base", "gpu"])
 def test_kubernetes_validate_strict(folder: Path, version: str | None, tmp_path: Path) -> None:
-    manifest = tmp_path / "rendered.yaml"
-    manifest.write_text(yaml.safe_dump_all(render(folder)))
-    cmd = [tool("kubernetes-validate"), "--strict", *(["-k", version] if version else []), str(manifest)]
-    result = run(cmd, timeout=120)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0 and "ERROR" not in output, output
+    output = kubernetes_validate(render(folder), tmp_path / "rendered.yaml", version)
     checked = [line for line in output.splitlines() if "passed for resource" in line]
     assert len(checked) == len(render(folder)) - 1, output  # everything but the ServiceMonitor
     assert all(NO_SCHEMA in line for line in output.splitlines() if line.startswith("WARN")), output

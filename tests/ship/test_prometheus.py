@@ -15,15 +15,10 @@ import pytest
 import yaml
 
 from dif.artifact import save_fingerprint
-from tests.service.support import (
-    GENERATORS,
-    SHARED_DATA,
-    ThreadServer,
-    free_port,
-    make_settings,
-    twin_fingerprint,
-    write_artifacts,
-)
+from testkit.fingerprints import twin_fingerprint, write_artifacts
+from testkit.paths import LTIM
+from testkit.servers import ThreadServer, free_port, make_settings
+from tests.service.support import GENERATORS
 
 from .conftest import DEPLOY, run, tool
 
@@ -61,7 +56,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ThreadServe
     fingerprints = write_artifacts(root / "fingerprints", GENERATORS)
     # Random fingerprints call every image real; this one is the posted image's own residual, so it
     # calls that image fake and the "detections by generator" panel has data.
-    image = sorted((SHARED_DATA / "mj" / "1_fake").glob("*.png"))[0].read_bytes()
+    image = sorted((LTIM / "mj" / "1_fake").glob("*.png"))[0].read_bytes()
     save_fingerprint(twin_fingerprint("always-fake", image), fingerprints / "always-fake")
     server = ThreadServer(make_settings(fingerprints, max_batch_size=4))
     server.start()
@@ -113,6 +108,10 @@ def test_target_is_up(live: tuple[ThreadServer, str]) -> None:
     assert [float(s["value"][1]) for s in up] == [1.0]
     detections = eventually(api, 'sum(dif_detections_total{job="dif"})')
     assert float(detections[0]["value"][1]) == 3 * (len(GENERATORS) + 1)
+    requests = eventually(api, 'dif_http_requests_total{job="dif",route="/detect",status="200"}')
+    assert float(requests[0]["value"][1]) >= 3
+    batches = eventually(api, 'dif_batch_size_images_count{job="dif"}')
+    assert float(batches[0]["value"][1]) >= 1
 
 
 def test_alert_rules_load_and_evaluate(live: tuple[ThreadServer, str]) -> None:

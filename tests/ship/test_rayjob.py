@@ -18,7 +18,7 @@ import yaml
 
 from dif_cli import build_parser
 
-from .conftest import DEPLOY, REPO, load_yaml_docs, run, tool
+from .conftest import DEPLOY, REPO, kubernetes_validate, load_yaml_docs, run, tool
 from .dockerfile import Dockerfile
 
 MANIFEST = DEPLOY / "ray" / "rayjob.yaml"
@@ -69,12 +69,7 @@ def test_the_schema_catches_mistakes(path: tuple[str, ...], value: Any, tmp_path
 def test_every_pod_template_is_a_valid_pod_template(version: str | None, tmp_path: Path) -> None:
     templates = [{"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": f"dif-scan-{name}"},
                   "template": group["template"]} for name, group in groups(rayjob()).items()]
-    manifest = tmp_path / "templates.yaml"
-    manifest.write_text(yaml.safe_dump_all(templates))
-    cmd = [tool("kubernetes-validate"), "--strict", *(["-k", version] if version else []), str(manifest)]
-    result = run(cmd, timeout=120)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0 and "ERROR" not in output, output
+    output = kubernetes_validate(templates, tmp_path / "templates.yaml", version)
     assert sum("passed for resource" in line for line in output.splitlines()) == len(templates), output
 
 

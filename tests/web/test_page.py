@@ -22,7 +22,8 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from app.routes.page import STATIC
-from tests.service.support import REPO, ThreadServer, make_settings
+from testkit.paths import REPO
+from testkit.servers import ThreadServer, make_settings
 
 FAKE = REPO.parent / "shared" / "data" / "ltim" / "sd14" / "1_fake" / "img_628810.png"
 REAL = REPO.parent / "shared" / "data" / "real" / "cbsd68" / "101085.png"

@@ -7,6 +7,7 @@ CNN generators. Different seeds give unrelated generators.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +60,8 @@ def photo_crops(photos: list[Path], size: int = 320) -> list[torch.Tensor]:
 
 
 def write_dataset(root: Path, reals: list[torch.Tensor], fakes_from: list[torch.Tensor],
-                  generator: ToyGenerator) -> Path:
+                  generator: Callable[[torch.Tensor], torch.Tensor]) -> Path:
+    """``reals`` as they are and ``generator``'s output of each of ``fakes_from``, in the 0_real/1_fake layout."""
     for i, img in enumerate(reals):
         save_png(img, root / "0_real" / f"r{i:03d}.png")
     for i, img in enumerate(fakes_from):

@@ -58,16 +58,20 @@ class Estimator:
     prior: str  # TrainConfig.prior
     period: int  # lattice period (prior "lattice")
     feature: str  # Detection.feature
+    # Shift-search backstop (Detection.backstop_window), pixels per axis: half a lattice period
+    # reaches every phase of a periodic fingerprint; an aperiodic one searches the 1-8 px an
+    # image is typically displaced by a crop or a border.
+    window: int = 0
 
 
 # Chosen per generator by inner cross-validation (``select``), never by hand: the closed-form
 # mean with the self-normalised z (the schema-1 default) or the background-normalised z_bg, and
 # its 8- and 16-pixel lattice projections (crops sit on a 16-pixel grid, so both keep the phase).
 ESTIMATORS = {e.name: e for e in (
-    Estimator("mean/z", "mean", 8, "correlation"),
-    Estimator("mean/zbg", "mean", 8, "zbg"),
-    Estimator("lattice8/zbg", "lattice", 8, "zbg"),
-    Estimator("lattice16/zbg", "lattice", 16, "zbg"),
+    Estimator("mean/z", "mean", 8, "correlation", window=8),
+    Estimator("mean/zbg", "mean", 8, "zbg", window=8),
+    Estimator("lattice8/zbg", "lattice", 8, "zbg", window=4),
+    Estimator("lattice16/zbg", "lattice", 16, "zbg", window=8),
 )}
 AUTO = "auto"
 # The embedded set holds five generators: a fingerprint evaluated alone is held to the share of
@@ -90,4 +94,5 @@ class FitConfig:
     # The null is fitted on held-out real photos as they are and as users also upload them:
     # resampling leaves periodic traces of its own, which a lattice fingerprint listens for
     # (training.perturb.NULL_VARIANTS names them). Empty: the photos as they are only.
-    null_variants: tuple[str, ...] = ("upscale-1.25", "upscale-1.5", "upscale-2", "jpeg-90")
+    null_variants: tuple[str, ...] = ("upscale-1.25", "upscale-1.5", "upscale-2", "jpeg-90",
+                                      "crop-1-3", "crop-3-6", "crop-6-1")

@@ -17,6 +17,7 @@ from training.data import ResidualCache, build_cache, build_training_cache, scan
 from training.perturb import jpeg, null_transforms  # noqa: E402
 
 LTIM = REPO.parent / "shared" / "data" / "ltim"
+CBSD68 = REPO.parent / "shared" / "data" / "real" / "cbsd68"
 REFERENCE = REPO.parent / "shared" / "data" / "reference-fingerprints"
 GENERATORS = ["sd14", "mj", "dalle_mini", "glide", "dalle_2"]
 # Accuracy of the reference pipeline on these exact 20-image sets (../shared/README.md).

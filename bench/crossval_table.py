@@ -24,7 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from common import GENERATORS, LTIM, REFERENCE, REFERENCE_ACCURACY, REPO, generator_cache
+from common import CBSD68, GENERATORS, LTIM, REFERENCE, REFERENCE_ACCURACY, generator_cache
 
 from dif.artifact import Detection, Fingerprint
 from dif.decision import REPORTED_RATES, rate_key
@@ -35,8 +35,6 @@ from training.importer import import_reference
 from training.metrics import wilson
 from training.pipeline import FitConfig, score_cache
 from training.trainer import TrainConfig
-
-CBSD68 = REPO.parent / "shared" / "data" / "real" / "cbsd68"
 
 
 def summarise(reports: list[dict], fakes: int) -> dict[str, object]:

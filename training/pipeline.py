@@ -145,6 +145,20 @@ def inner_merit(reals: torch.Tensor, fakes: torch.Tensor) -> tuple[float, float]
     return float((fakes >= threshold).double().mean()), float(fakes.median())
 
 
+def _held_out_peaks(cache: ResidualCache, inner_fits: list[tuple[list[int], dict[TrainConfig, torch.Tensor]]],
+                    chosen: FitConfig, device: torch.device) -> torch.Tensor:
+    """The backstop statistic of every held-out real and its copies, each from a fingerprint that
+    did not see it (only for the chosen estimator: the window search costs an inverse FFT each)."""
+    detection, found = chosen.detection, []
+    for held_reals, trained in inner_fits:
+        fingerprint = trained[chosen.train]
+        found += image_statistics(fingerprint, cache, detection, device, (detection.backstop_statistic,), held_reals)
+        if cache.real_copies is not None and (which := cache.real_copies.of(held_reals)):
+            found += image_statistics(fingerprint, cache.real_copies.cache, detection, device,
+                                      (detection.backstop_statistic,), which)
+    return torch.cat(found)
+
+
 def fit_fingerprint(cache: ResidualCache, images: list[int], config: FitConfig, device: torch.device,
                     progress: bool = True) -> Fitted:
     """Choose the estimator, train on ``images`` of the cache and fit the null model.
@@ -168,30 +182,23 @@ def fit_fingerprint(cache: ResidualCache, images: list[int], config: FitConfig, 
                       {"name": name, "chosen_by": "given (no inner folds)"})
     held_out = {name: torch.empty(len(images)) for name, _ in options}
     copies: dict[str, list[torch.Tensor]] = {name: [] for name, _ in options}
-    peaks: dict[str, list[torch.Tensor]] = {name: [] for name, _ in options}  # reals' backstop statistic
-    held_real = labels == REAL
+    inner_fits: list[tuple[list[int], dict[TrainConfig, torch.Tensor]]] = []  # per inner fold: held images, fits
     for held in stratified_folds(labels, inner, config.train.seed + 1):
         out = set(held)
         kept = [images[i] for i in range(len(images)) if i not in out]
         held_images = [images[i] for i in held]
-        held_reals = [images[i] for i in held if bool(held_real[i])]
         trained: dict[TrainConfig, torch.Tensor] = {}  # mean/z and mean/zbg share one fingerprint
         for name, option in options:
             if option.train not in trained:
                 trained[option.train] = _train_on(cache, kept, option.train, device, progress=False)
-            inner_fp, detection = trained[option.train], option.detection
-            held_out[name][held] = image_statistic(inner_fp, cache, detection, device, held_images)
-            if detection.backstop:
-                peaks[name].append(image_statistics(inner_fp, cache, detection, device,
-                                                    (detection.backstop_statistic,), held_reals)[0])
+            inner_fp = trained[option.train]
+            held_out[name][held] = image_statistic(inner_fp, cache, option.detection, device, held_images)
             if cache.real_copies is not None:  # the held-out reals, upscaled and re-saved
                 which = cache.real_copies.of(held_images)
                 if which:
-                    names = (detection.statistic, detection.backstop_statistic) if detection.backstop else (
-                        detection.statistic,)
-                    columns = image_statistics(inner_fp, cache.real_copies.cache, detection, device, names, which)
-                    copies[name].append(columns[0])
-                    peaks[name].extend(columns[1:])
+                    copies[name].append(image_statistic(inner_fp, cache.real_copies.cache, option.detection,
+                                                        device, which))
+        inner_fits.append(([images[i] for i in held if labels[i] == REAL], trained))
     reals = {name: torch.cat([stats[labels == REAL], *copies[name]]) for name, stats in held_out.items()}
     merits = {name: inner_merit(reals[name], stats[labels == FAKE]) for name, stats in held_out.items()}
     name = max(merits, key=lambda n: merits[n])  # first of equals: the list's order breaks ties
@@ -209,6 +216,7 @@ def fit_fingerprint(cache: ResidualCache, images: list[int], config: FitConfig, 
                  "candidates": {n: {"tpr": round(m[0], 4), "median_fake": round(m[1], 3)} for n, m in merits.items()}}
     null = fit_null(reals[name])
     if chosen.detection.backstop:
-        null = fit_search_null(null, torch.cat(peaks[name]), chosen.detection.backstop_searched)
+        peaks = _held_out_peaks(cache, inner_fits, chosen, device)
+        null = fit_search_null(null, peaks, chosen.detection.backstop_searched)
     return Fitted(fingerprint, fit(stats[labels == REAL], stats[labels == FAKE], f"inner-cv-{inner}"),
                   null, chosen.detection, estimator)

@@ -32,12 +32,14 @@ class GeneratorScoreOut(BaseModel):
                                      "clipped; 0 = none, 0.5 exactly at the operating point, 1 at p_adj <= rate^2. "
                                      "Not a probability")
     fake: bool = Field(description="this generator passes at the operating point (score >= 0.5)")
-    statistic: float = Field(description="what the p-value is computed from: z (or peak_z for a shift-searching "
-                                         "fingerprint), oriented so that fakes score high")
+    statistic: float = Field(description="what the p-value is computed from: z or z_bg at zero shift (peak_z for "
+                                         "a shift-searching fingerprint), oriented so that fakes score high. "
+                                         "Fingerprints with a shift backstop also test the best shift of their "
+                                         "window (see shift) at half the rate")
     correlation: float = Field(description="zero-shift Pearson correlation of the residual with the fingerprint")
     z: float = Field(description="correlation over this image's noise level")
     peak_z: float
-    shift: Shift
+    shift: Shift = Field(description="best shift of the fingerprint's window [dy, dx] (0, 0 without one)")
     pce: float
 
 

@@ -6,7 +6,7 @@ Usage: python -m bench.false_positives [--fingerprints fingerprints] [--reals DI
 Every real photo in ``--reals`` (default: ../shared/data/real/cbsd68, lossless PNG) that trained
 none of the loaded fingerprints (checked by content against each artifact's recorded training
 folders) is scored as it is and as a user might upload it: re-saved as JPEG (q95, q90, q75),
-upscaled (x1.25, x1.5, x2, bicubic) and mirrored. All of them are real photos, so every `fake`
+upscaled (x1.25, x1.5, x2, bicubic), mirrored and cropped by a few pixels. All of them are real photos, so every `fake`
 is a false positive. Scored through ``Detector.predict``, the service's own forward pass and
 rule, at the whole-set rates 1 % and 5 %, with 95 % Wilson intervals counted in photos.
 
@@ -35,7 +35,7 @@ from testkit.paths import CBSD68, REPO
 from training.data import list_images
 from training.evaluate import predict_files
 from training.metrics import wilson
-from training.perturb import Transform, jpeg, resize
+from training.perturb import Transform, crop, jpeg, resize
 
 VARIANTS: dict[str, Transform | None] = {
     "as is (PNG)": None,
@@ -46,6 +46,12 @@ VARIANTS: dict[str, Transform | None] = {
     "upscaled x1.5": resize(1.5),
     "upscaled x2": resize(2.0),
     "mirrored": lambda image: image.flip(-1).contiguous(),
+    # Off the 8x8 grid: a JPEG-origin photo's block trace moves to another phase (none of these
+    # offsets is one the trainer fits its null on: 1-3, 3-6, 6-1).
+    "cropped 1,1 px": crop(1, 1),
+    "cropped 0,3 px": crop(0, 3),
+    "cropped 5,7 px": crop(5, 7),
+    "cropped 2,2 px": crop(2, 2),
 }
 CURVE_RATES = np.geomspace(1e-4, 0.2, 40)
 

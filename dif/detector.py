@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from dif.artifact import Fingerprint
-from dif.decision import Decisions, OperatingPoint, decide, p_values
+from dif.decision import Decisions, OperatingPoint, backstopped, decide, p_values
 from dif.errors import ArtifactError
 from dif.extractors import ResidualExtractor
 from dif.images import grid_crops
@@ -124,6 +124,11 @@ class Detector:
         self.null_sign = torch.tensor([f.null_model.sign for f in fingerprints], dtype=torch.float64)
         self.null_scale = torch.tensor([f.null_model.scale for f in fingerprints], dtype=torch.float64)
         self.null_searched = torch.tensor([f.detection.searched for f in fingerprints], dtype=torch.float64)
+        self.backstop = torch.tensor([f.detection.backstop for f in fingerprints])
+        self.backstop_statistics = [f.detection.backstop_statistic for f in fingerprints]
+        self.backstop_scale = torch.tensor([f.null_model.backstop_scale for f in fingerprints], dtype=torch.float64)
+        self.backstop_searched = torch.tensor([f.detection.backstop_searched for f in fingerprints],
+                                              dtype=torch.float64)
 
     def prepare(self, image: torch.Tensor, max_crops: int | None = None) -> Prepared:
         crops, positions = grid_crops(image, self.crop_size, max_crops or self.max_crops, self.align)
@@ -169,10 +174,16 @@ class Detector:
 
     def p_values(self, scores: Scores) -> torch.Tensor:
         """``[N, G]`` p-values of every image against every generator's null."""
-        return self._null_p(scores.pick(self.statistics).cpu())
+        s = scores.cpu()
+        return self._null_p(s, s.pick(self.statistics))
 
-    def _null_p(self, picked: torch.Tensor) -> torch.Tensor:
-        return p_values(picked, self.null_sign, self.null_scale, self.null_searched)
+    def _null_p(self, s: Scores, picked: torch.Tensor) -> torch.Tensor:
+        p = p_values(picked, self.null_sign, self.null_scale, self.null_searched)
+        if not bool(self.backstop.any()):
+            return p
+        searched = p_values(s.pick(self.backstop_statistics), self.null_sign, self.backstop_scale,
+                            self.backstop_searched)
+        return backstopped(p, searched, self.backstop)
 
     def predict(self, batch: list[Prepared], points: Sequence[OperatingPoint] | OperatingPoint | None = None,
                 chunk: int = 64) -> Prediction:
@@ -198,7 +209,7 @@ class Detector:
         """Verdicts from raw statistics, vectorised over ``[N, G]``."""
         s = scores.cpu()
         picked = s.pick(self.statistics)
-        decisions = decide(self._null_p(picked), points)
+        decisions = decide(self._null_p(s, picked), points)
         statistic = picked.double() * self.null_sign
         return [self._verdict(i, s, statistic, decisions, points[i].rate) for i in range(s.z.shape[0])]
 

@@ -52,14 +52,15 @@ class Scores:
     shift: torch.Tensor
     pce: torch.Tensor
     z_bg: torch.Tensor  # NaN unless asked for
+    peak_zbg: torch.Tensor  # the window's best correlation over the background level (= z_bg without a window)
 
     def feature(self, name: str) -> torch.Tensor:
         return {"z": self.z, "peak": self.peak, "peak_z": self.peak_z, "correlation": self.correlation,
-                "zbg": self.z_bg}[name]
+                "zbg": self.z_bg, "peak_zbg": self.peak_zbg}[name]
 
     def cpu(self) -> Scores:
         return Scores(*(t.cpu() for t in (self.correlation, self.z, self.peak, self.peak_z, self.shift, self.pce,
-                                          self.z_bg)))
+                                          self.z_bg, self.peak_zbg)))
 
     def pick(self, names: list[str]) -> torch.Tensor:
         """``[N, G]``: column g is statistic ``names[g]`` (each generator decided on its own one)."""
@@ -166,12 +167,15 @@ class CorrelationScorer:
         searched = torch.nonzero(self.max_shift > 0).flatten()
         image_spec = torch.fft.rfft2(mean_unit.reshape(-1, *self.shape)) if with_z or searched.numel() else None
         z_bg = torch.full_like(correlation, float("nan"))
+        bg_rms = torch.full_like(correlation, float("nan"))
         if with_z:
             assert image_spec is not None
             energy, background = self._energy(image_spec, self.background)
             rms = energy.clamp_min(1e-24).sqrt()
             if background is not None:
-                z_bg = correlation / background.clamp_min(1e-24).sqrt()
+                # A shift only turns each frequency's phase, so this level holds for every shift.
+                bg_rms = background.clamp_min(1e-24).sqrt()
+                z_bg = correlation / bg_rms
         else:
             rms = torch.full_like(correlation, float("nan"))
         z = correlation / rms
@@ -183,7 +187,7 @@ class CorrelationScorer:
             best, shift[:, searched], pce[:, searched] = self._peaks(surf, self.max_shift[searched])
             peak[:, searched] = best
             peak_z[:, searched] = best / rms[:, searched]
-        return Scores(correlation, z, peak, peak_z, shift, pce, z_bg)
+        return Scores(correlation, z, peak, peak_z, shift, pce, z_bg, peak / bg_rms)
 
     @staticmethod
     def _window(size: int, max_shift: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,7 @@ import torch
 from tqdm import tqdm
 
 from dif.detector import extract_residuals
-from dif.errors import DatasetError, DifError
+from dif.errors import DatasetError, DifError, ImageTooSmall
 from dif.extractors import ResidualExtractor
 from dif.images import decode_image, grid_crops
 
@@ -151,13 +151,19 @@ class ResidualCache:
 
 
 def build_cache(images: LabelledImages, extractor: ResidualExtractor, crop: int, max_crops: int,
-                align: int, device: torch.device, transform=None, progress: bool = True) -> ResidualCache:
-    """Decode, crop and extract every image once. ``transform`` perturbs decoded images (robustness runs)."""
+                align: int, device: torch.device, transform=None, progress: bool = True,
+                skip_small: bool = False) -> ResidualCache:
+    """Decode, crop and extract every image once. ``transform`` perturbs decoded images (robustness runs).
+
+    ``skip_small``: an image that is (or was cropped) smaller than a crop is left out of the
+    cache instead of failing it (copies for the null model, where fewer is fine).
+    """
     # One store, filled in place: a list of pieces joined at the end would need twice the memory.
     dtype = torch.float16 if len(images.paths) > 512 else torch.float32
     store: torch.Tensor | None = None
     owners = torch.empty(len(images.paths) * max_crops, dtype=torch.long)
     filled = 0
+    kept: list[int] = []
     extractor = extractor.to(device).eval()
     for index, path in enumerate(tqdm(images.paths, desc="residuals", unit="img", disable=not progress)):
         try:
@@ -165,6 +171,10 @@ def build_cache(images: LabelledImages, extractor: ResidualExtractor, crop: int,
             if transform is not None:
                 image = transform(image)
             crops, _ = grid_crops(image, crop, max_crops, align)
+        except ImageTooSmall as exc:
+            if skip_small:
+                continue
+            raise DatasetError(f"{path}: {exc}") from exc
         except DifError as exc:
             raise DatasetError(f"{path}: {exc}") from exc
         res = extract_residuals(extractor, crops.to(device))
@@ -172,13 +182,15 @@ def build_cache(images: LabelledImages, extractor: ResidualExtractor, crop: int,
             # torch.empty leaves untouched pages uncommitted, so the unused tail costs nothing.
             store = torch.empty((len(images.paths) * max_crops, *res.shape[1:]), dtype=dtype, device=res.device)
         store[filled : filled + res.shape[0]] = res
-        owners[filled : filled + res.shape[0]] = index
+        owners[filled : filled + res.shape[0]] = len(kept)
+        kept.append(index)
         filled += res.shape[0]
     if store is None:
         raise DatasetError("no images to extract residuals from")
     return ResidualCache(
         residuals=store[:filled], image_of_crop=owners[:filled].clone(),
-        labels=torch.tensor(images.labels, dtype=torch.long), paths=list(images.paths),
+        labels=torch.tensor([images.labels[i] for i in kept], dtype=torch.long),
+        paths=[images.paths[i] for i in kept],
     )
 
 
@@ -208,20 +220,31 @@ class RealCopies:
 
 
 def build_real_copies(images: LabelledImages, extractor: ResidualExtractor, crop: int, max_crops: int,
-                      align: int, device: torch.device, transforms: list, progress: bool = True) -> RealCopies:
-    """Residuals of every real image under every transform, each copy tagged with its original."""
+                      align: int, device: torch.device, transforms: list, progress: bool = True
+                      ) -> RealCopies | None:
+    """Residuals of every real image under every transform, each copy tagged with its original.
+
+    A copy smaller than a crop (a 256-pixel photo cropped by a few pixels) is left out.
+    """
     reals = [i for i, label in enumerate(images.labels) if label == REAL]
     paths = [images.paths[i] for i in reals]
-    caches = [build_cache(LabelledImages(paths, [REAL] * len(paths)), extractor, crop, max_crops, align, device, t,
-                          progress) for t in transforms]
-    offset, parts = 0, []
-    for part in caches:
+    original = {path: i for path, i in zip(paths, reals, strict=True)}
+    offset, parts, source = 0, [], []
+    for t in transforms:
+        try:
+            part = build_cache(LabelledImages(paths, [REAL] * len(paths)), extractor, crop, max_crops, align, device,
+                               t, progress, skip_small=True)
+        except DatasetError:  # every copy too small
+            continue
         parts.append(ResidualCache(part.residuals, part.image_of_crop + offset, part.labels, part.paths))
+        source += [original[p] for p in part.paths]
         offset += len(part.labels)
+    if not parts:
+        return None
     joined = ResidualCache(residuals=torch.cat([p.residuals for p in parts]),
                            image_of_crop=torch.cat([p.image_of_crop for p in parts]),
                            labels=torch.cat([p.labels for p in parts]), paths=[q for p in parts for q in p.paths])
-    return RealCopies(joined, torch.tensor(reals * len(transforms), dtype=torch.long))
+    return RealCopies(joined, torch.tensor(source, dtype=torch.long))
 
 
 def build_training_cache(images: LabelledImages, extractor: ResidualExtractor, crop: int, max_crops: int,

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from dif.calibration import Calibration, fit
-from dif.decision import DEFAULT_RATE, NullModel, fit_null, p_values
+from dif.decision import DEFAULT_RATE, NullModel, backstopped, fit_null, fit_search_null, p_values
 from dif.detection import Detection
 from dif.scoring import CorrelationScorer
 from training.config import AUTO, DEFAULT_FAMILY_SIZE, ESTIMATORS, Estimator, FitConfig
@@ -16,23 +16,33 @@ from training.data import FAKE, REAL, ResidualCache
 from training.trainer import TrainConfig, train_fingerprint
 
 
-def image_statistic(fingerprint: torch.Tensor, cache: ResidualCache, detection: Detection,
-                    device: torch.device, images: list[int] | None = None, chunk: int = 64) -> torch.Tensor:
-    """The statistic decisions are taken on (``Detection.statistic``) for ``images`` of ``cache``.
+def image_statistics(fingerprint: torch.Tensor, cache: ResidualCache, detection: Detection,
+                     device: torch.device, names: tuple[str, ...], images: list[int] | None = None,
+                     chunk: int = 64) -> list[torch.Tensor]:
+    """``Scores`` features ``names`` of one fingerprint for ``images`` of ``cache``.
 
     The service's maths on cached residuals; images are scored ``chunk`` at a time, so only
     that many images' crops are ever copied.
     """
     chosen = list(range(len(cache.labels))) if images is None else images
-    scorer = CorrelationScorer(fingerprint[None].to(device), max_shift=detection.window,
+    # The shift surface costs an inverse FFT per image: only when a window feature is asked for.
+    window = detection.window if any(name.startswith("peak") for name in names) else 0
+    scorer = CorrelationScorer(fingerprint[None].to(device), max_shift=window,
                                background=detection.statistic == "zbg")
-    out = torch.empty(len(chosen))
+    out = [torch.empty(len(chosen)) for _ in names]
     for start in range(0, len(chosen), chunk):
         part = cache.subset(chosen[start : start + chunk])
         count = len(part.labels)
         scores = scorer.score(part.residuals.to(device, torch.float32), part.image_of_crop.to(device), count)
-        out[start : start + count] = scores.feature(detection.statistic)[:, 0].cpu()
+        for column, name in zip(out, names, strict=True):
+            column[start : start + count] = scores.feature(name)[:, 0].cpu()
     return out
+
+
+def image_statistic(fingerprint: torch.Tensor, cache: ResidualCache, detection: Detection,
+                    device: torch.device, images: list[int] | None = None) -> torch.Tensor:
+    """The statistic decisions are taken on (``Detection.statistic``) for ``images`` of ``cache``."""
+    return image_statistics(fingerprint, cache, detection, device, (detection.statistic,), images)[0]
 
 
 @dataclass(frozen=True)
@@ -51,18 +61,31 @@ class Scored:
         return Scored(torch.cat([s.p for s in parts]), torch.cat([s.units for s in parts]))
 
 
-def null_scored(statistic: torch.Tensor, null: NullModel, detection: Detection) -> Scored:
-    """p-values of one fingerprint's statistic by ``dif.decision.p_values``, and its null units."""
+def _p(statistic: torch.Tensor, sign: float, scale: float, searched: int) -> torch.Tensor:
     def one(value: float) -> torch.Tensor:
         return torch.tensor([value], dtype=torch.float64)
 
-    p = p_values(statistic[:, None], one(null.sign), one(null.scale), one(detection.searched))[:, 0]
+    return p_values(statistic[:, None], one(sign), one(scale), one(searched))[:, 0]
+
+
+def null_scored(statistic: torch.Tensor, null: NullModel, detection: Detection,
+                backstop: torch.Tensor | None = None) -> Scored:
+    """p-values of one fingerprint's statistic by ``dif.decision.p_values`` (with the shift-search
+    backstop's ``peak_zbg`` where the detection has one), and its null units."""
+    p = _p(statistic, null.sign, null.scale, detection.searched)
+    if backstop is not None and detection.backstop:
+        search = _p(backstop, null.sign, null.backstop_scale, detection.backstop_searched)
+        p = backstopped(p, search, torch.ones_like(p, dtype=torch.bool))
     return Scored(p, statistic.double() * null.sign / null.scale)
 
 
 def score_cache(fingerprint: torch.Tensor, null: NullModel, cache: ResidualCache, detection: Detection,
                 device: torch.device, images: list[int] | None = None) -> Scored:
-    return null_scored(image_statistic(fingerprint, cache, detection, device, images), null, detection)
+    if not detection.backstop:
+        return null_scored(image_statistic(fingerprint, cache, detection, device, images), null, detection)
+    zero, search = image_statistics(fingerprint, cache, detection, device,
+                                    (detection.statistic, detection.backstop_statistic), images)
+    return null_scored(zero, null, detection, search)
 
 
 def stratified_folds(labels: list[int] | torch.Tensor, folds: int, seed: int) -> list[list[int]]:
@@ -97,7 +120,8 @@ def candidates(config: FitConfig) -> list[tuple[str, FitConfig]]:
     """The (name, config) pairs inner cross-validation chooses among."""
     def applied(e: Estimator) -> FitConfig:
         return replace(config, train=replace(config.train, prior=e.prior, period=e.period),
-                       detection=replace(config.detection, feature=e.feature, max_shift=0))
+                       detection=replace(config.detection, feature=e.feature, max_shift=0,
+                                                 backstop_window=e.window))
 
     if config.estimator == "flags":
         return [("flags", config)]
@@ -121,6 +145,20 @@ def inner_merit(reals: torch.Tensor, fakes: torch.Tensor) -> tuple[float, float]
     return float((fakes >= threshold).double().mean()), float(fakes.median())
 
 
+def _held_out_peaks(cache: ResidualCache, inner_fits: list[tuple[list[int], dict[TrainConfig, torch.Tensor]]],
+                    chosen: FitConfig, device: torch.device) -> torch.Tensor:
+    """The backstop statistic of every held-out real and its copies, each from a fingerprint that
+    did not see it (only for the chosen estimator: the window search costs an inverse FFT each)."""
+    detection, found = chosen.detection, []
+    for held_reals, trained in inner_fits:
+        fingerprint = trained[chosen.train]
+        found += image_statistics(fingerprint, cache, detection, device, (detection.backstop_statistic,), held_reals)
+        if cache.real_copies is not None and (which := cache.real_copies.of(held_reals)):
+            found += image_statistics(fingerprint, cache.real_copies.cache, detection, device,
+                                      (detection.backstop_statistic,), which)
+    return torch.cat(found)
+
+
 def fit_fingerprint(cache: ResidualCache, images: list[int], config: FitConfig, device: torch.device,
                     progress: bool = True) -> Fitted:
     """Choose the estimator, train on ``images`` of the cache and fit the null model.
@@ -138,10 +176,13 @@ def fit_fingerprint(cache: ResidualCache, images: list[int], config: FitConfig, 
         name, chosen = options[0]
         fingerprint = _train_on(cache, images, chosen.train, device, progress)
         stats = image_statistic(fingerprint, cache, chosen.detection, device, images)
+        # No held-out reals to measure the shift search's null on: zero shift only.
         return Fitted(fingerprint, fit(stats[labels == REAL], stats[labels == FAKE], "train"), NullModel(),
-                      chosen.detection, {"name": name, "chosen_by": "given (no inner folds)"})
+                      replace(chosen.detection, backstop_window=0),
+                      {"name": name, "chosen_by": "given (no inner folds)"})
     held_out = {name: torch.empty(len(images)) for name, _ in options}
     copies: dict[str, list[torch.Tensor]] = {name: [] for name, _ in options}
+    inner_fits: list[tuple[list[int], dict[TrainConfig, torch.Tensor]]] = []  # per inner fold: held images, fits
     for held in stratified_folds(labels, inner, config.train.seed + 1):
         out = set(held)
         kept = [images[i] for i in range(len(images)) if i not in out]
@@ -157,6 +198,7 @@ def fit_fingerprint(cache: ResidualCache, images: list[int], config: FitConfig, 
                 if which:
                     copies[name].append(image_statistic(inner_fp, cache.real_copies.cache, option.detection,
                                                         device, which))
+        inner_fits.append(([images[i] for i in held if labels[i] == REAL], trained))
     reals = {name: torch.cat([stats[labels == REAL], *copies[name]]) for name, stats in held_out.items()}
     merits = {name: inner_merit(reals[name], stats[labels == FAKE]) for name, stats in held_out.items()}
     name = max(merits, key=lambda n: merits[n])  # first of equals: the list's order breaks ties
@@ -172,5 +214,9 @@ def fit_fingerprint(cache: ResidualCache, images: list[int], config: FitConfig, 
     estimator = {"name": name, "chosen_by": chosen_by,
                  "null_reals": int(len(reals[name])),
                  "candidates": {n: {"tpr": round(m[0], 4), "median_fake": round(m[1], 3)} for n, m in merits.items()}}
+    null = fit_null(reals[name])
+    if chosen.detection.backstop:
+        peaks = _held_out_peaks(cache, inner_fits, chosen, device)
+        null = fit_search_null(null, peaks, chosen.detection.backstop_searched)
     return Fitted(fingerprint, fit(stats[labels == REAL], stats[labels == FAKE], f"inner-cv-{inner}"),
-                  fit_null(reals[name]), chosen.detection, estimator)
+                  null, chosen.detection, estimator)

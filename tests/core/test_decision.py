@@ -10,6 +10,7 @@ import torch
 from dif.decision import (
     NullModel,
     OperatingPoint,
+    backstopped,
     check_rate,
     decide,
     detection_rate,
@@ -45,6 +46,19 @@ def test_search_window_null_matches_the_maximum_of_independent_draws() -> None:
     p = p_values(best, one(1.0), one(1.0), one(9))[:, 0]
     for rate in (0.01, 0.05):
         assert float((p <= rate).double().mean()) == pytest.approx(rate, abs=0.002)
+
+
+def test_shift_backstop_keeps_the_rate_and_half_the_zero_shift_power() -> None:
+    """Zero shift at half the rate, the window's best at the other half: the pair still holds the rate."""
+    draws = torch.randn((200_000, 81), generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    zero, best = draws[:, :1], draws.max(dim=1).values[:, None]  # zero shift is one of the 81 shifts
+    p0 = p_values(zero, one(1.0), one(1.0), one(1))
+    p = backstopped(p0, p_values(best, one(1.0), one(1.0), one(81)), torch.tensor([True]))[:, 0]
+    for rate in (0.01, 0.05):
+        assert float((p <= rate).double().mean()) <= rate + 0.002
+    assert torch.equal(backstopped(p0, torch.zeros_like(p0), torch.tensor([False])), p0)  # no backstop: p0
+    # A clean image pays a factor 2, never more.
+    assert torch.equal(backstopped(p0, torch.ones_like(p0), torch.tensor([True])), (2 * p0).clamp(max=1.0))
 
 
 @pytest.mark.parametrize("correlated", [False, True])

@@ -20,7 +20,7 @@ from dif.extractors import create
 from dif.images import decode_image
 from testkit.paths import CBSD68, REPO
 from training.data import list_images
-from training.perturb import jpeg, resize, shift
+from training.perturb import crop, jpeg, resize, shift
 
 
 def upper_bound(rate: float, n: int) -> int:
@@ -55,15 +55,17 @@ def p_of(detector: Detector, images: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat(rows)
 
 
+# The crops sit off the 8x8 grid at phases the trainer's null never saw (it uses 1-3, 3-6, 6-1).
 VARIANTS = {"png": None, "jpeg-q90": jpeg(90), "jpeg-q75": jpeg(75), "upscaled-x1.5": resize(1.5),
-            "upscaled-x2": resize(2.0)}
+            "upscaled-x2": resize(2.0), "cropped-1-1": crop(1, 1), "cropped-0-3": crop(0, 3), "cropped-5-7": crop(5, 7)}
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_embedded_set_holds_its_rate_on_unseen_real_photos(embedded: Detector, photos: list[torch.Tensor],
                                                           variant: str) -> None:
-    """Lossless PNG photos as well as JPEG ones ("no JPEG traces" must never read as "fake"), and
-    upscaled ones: resampling leaves periodic traces of its own, which lattice fingerprints listen for."""
+    """Lossless PNG photos as well as JPEG ones ("no JPEG traces" must never read as "fake"),
+    upscaled ones (resampling leaves periodic traces of its own, which lattice fingerprints listen
+    for) and ones cropped by a few pixels (a JPEG-origin photo's block grid moves to another phase)."""
     transform = VARIANTS[variant]
     images = photos if transform is None else [transform(im) for im in photos]
     p = p_of(embedded, images)

@@ -88,14 +88,14 @@ def run(name: str, seed: int, extractor, reals: dict) -> dict:  # noqa: ANN001
                                  torch.device("cpu"), progress=False)
         chosen.append(fitted.estimator["name"])
         d = fitted.detection
-        names = (d.statistic, d.backstop_statistic) if d.backstop else (d.statistic,)
         held_fakes = [i for i in held if int(cache.labels[i]) == 1]
         for pert in PERTURBATIONS:
             for kind, source, images in (("fake", fakes[pert], held_fakes), ("real", reals[pert], None)):
                 if source == "n/a" or (kind == "real" and source is None):
                     continue
                 source = cache if source is None else source
-                cols = image_statistics(fitted.fingerprint, source, d, torch.device("cpu"), names, images)
+                cols = image_statistics(fitted.fingerprint, source, d, torch.device("cpu"), d.decision_statistics,
+                                        images)
                 found[pert][kind + "0"].append(null_scored(cols[0], fitted.null, replace(d, backstop_window=0)))
                 found[pert][kind + "b"].append(null_scored(cols[0], fitted.null, d, cols[-1]))
     rows = {}

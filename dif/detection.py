@@ -51,6 +51,11 @@ class Detection:
         return "peak_zbg" if self.feature == "zbg" else "peak_z"
 
     @property
+    def decision_statistics(self) -> tuple[str, ...]:
+        """The ``Scores`` fields a decision reads: the statistic, then the backstop's if there is one."""
+        return (self.statistic, self.backstop_statistic) if self.backstop else (self.statistic,)
+
+    @property
     def statistic(self) -> str:
         """The ``Scores`` field decisions use: a correlation over its own noise level, zero-shift or best shift."""
         if self.feature == "zbg":

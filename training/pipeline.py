@@ -81,11 +81,8 @@ def null_scored(statistic: torch.Tensor, null: NullModel, detection: Detection,
 
 def score_cache(fingerprint: torch.Tensor, null: NullModel, cache: ResidualCache, detection: Detection,
                 device: torch.device, images: list[int] | None = None) -> Scored:
-    if not detection.backstop:
-        return null_scored(image_statistic(fingerprint, cache, detection, device, images), null, detection)
-    zero, search = image_statistics(fingerprint, cache, detection, device,
-                                    (detection.statistic, detection.backstop_statistic), images)
-    return null_scored(zero, null, detection, search)
+    columns = image_statistics(fingerprint, cache, detection, device, detection.decision_statistics, images)
+    return null_scored(columns[0], null, detection, columns[1] if detection.backstop else None)
 
 
 def stratified_folds(labels: list[int] | torch.Tensor, folds: int, seed: int) -> list[list[int]]:

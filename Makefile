@@ -35,7 +35,7 @@ lint: setup
 
 fingerprints: setup
 	$(BIN)/dif build-defaults --data ../shared/data/ltim --out fingerprints --pool-reals --device cpu \
-		--reals ../shared/data/real/cbsd68
+		--reals ../shared/data/real/cbsd68 --null-reals ../shared/data/real/cbsd68
 
 bench: setup
 	$(BIN)/python -m bench.crossval_table

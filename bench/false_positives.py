@@ -35,6 +35,7 @@ from testkit.paths import CBSD68, REPO
 from training.data import list_images
 from training.evaluate import predict_files
 from training.metrics import wilson
+from training.overlap import unseen_by
 from training.perturb import Transform, crop, jpeg, resize
 
 VARIANTS: dict[str, Transform | None] = {
@@ -73,9 +74,10 @@ def training_digests(fingerprints: list[Fingerprint]) -> set[str]:
 
 
 def unseen_reals(folders: list[Path], fingerprints: list[Fingerprint]) -> tuple[list[Path], int]:
+    """Photos of ``folders`` that neither trained a fingerprint nor fitted its null."""
     trained = training_digests(fingerprints)
     paths = [p for folder in folders for p in list_images(folder)]
-    kept = [p for p in paths if hashlib.sha256(p.read_bytes()).hexdigest() not in trained]
+    kept = unseen_by(fingerprints, [p for p in paths if hashlib.sha256(p.read_bytes()).hexdigest() not in trained])
     return kept, len(paths) - len(kept)
 
 

@@ -22,15 +22,14 @@ from dataclasses import replace
 
 import torch
 
-from bench.common import GENERATORS, generator_cache
+from bench.common import GENERATORS, generator_cache, prepared, unseen_photos
 from dif.decision import detection_rate
 from dif.detection import Detection
 from dif.errors import DifError
 from dif.extractors import DEFAULT_EXTRACTOR, create
-from testkit.paths import CBSD68
 from training.config import FitConfig
 from training.data import build_cache
-from training.evaluate import auc_of, real_pool
+from training.evaluate import auc_of
 from training.perturb import Transform, crop, jpeg, resize, shift
 from training.pipeline import Scored, fit_fingerprint, image_statistics, null_scored, stratified_folds
 
@@ -50,8 +49,8 @@ RATE = 0.01
 
 
 def photo_caches(extractor, detection: Detection) -> dict:  # noqa: ANN001
-    """Per perturbation: the CBSD68 photos, perturbed (None: smaller than a crop)."""
-    photos = real_pool([CBSD68])
+    """Per perturbation: the unseen half of CBSD68, perturbed (None: smaller than a crop)."""
+    photos = unseen_photos()
     reals = {}
     for pert, (_, on_real) in PERTURBATIONS.items():
         try:
@@ -76,16 +75,17 @@ def fake_caches(name: str, extractor, detection: Detection) -> dict:  # noqa: AN
 def run(name: str, seed: int, extractor, reals: dict) -> dict:  # noqa: ANN001
     started = time.perf_counter()
     detection = Detection()
-    cache, own = generator_cache(name, extractor, detection, pool_reals=True)
+    data = prepared(name, extractor, FitConfig())
+    cache, own = data.cache, len(data.own.labels)
     fakes = fake_caches(name, extractor, detection)
     found: dict[str, dict[str, list[Scored]]] = {p: {"fake0": [], "fakeb": [], "real0": [], "realb": []}
                                                   for p in PERTURBATIONS}
     chosen = []
     for k, held in enumerate(stratified_folds(cache.labels[:own], 5, seed)):
-        train = [i for i in range(len(cache.labels)) if i not in set(held)]
+        train = [i for i in data.training if i not in set(held)]
         config = FitConfig()
         fitted = fit_fingerprint(cache, train, replace(config, train=replace(config.train, seed=seed + k)),
-                                 torch.device("cpu"), progress=False)
+                                 torch.device("cpu"), progress=False, null_only=data.null_only)
         chosen.append(fitted.estimator["name"])
         d = fitted.detection
         held_fakes = [i for i in held if int(cache.labels[i]) == 1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import platform
 from pathlib import Path
 
@@ -10,38 +11,36 @@ import torch
 from dif import __version__
 from dif.artifact import Fingerprint, save_fingerprint
 from dif.extractors import ResidualExtractor
-from training.data import FAKE, REAL, build_training_cache, scan, with_extra_reals
-from training.evaluate import DEFAULT_FAMILY_SIZE, check_folds, crossval_cache, pool_cache
-from training.perturb import jpeg, null_transforms
+from training.data import FAKE, REAL, scan
+from training.evaluate import DEFAULT_FAMILY_SIZE, check_folds, crossval_cache, prepare
 from training.pipeline import FitConfig, fit_fingerprint
 
 
 def train_artifact(data_dir: Path, name: str, config: FitConfig, extractor: ResidualExtractor,
                    device: torch.device, progress: bool = True, crossval_folds: int = 0,
                    crop: int = 256, extra_real: list[Path] | None = None, reals: list[Path] | None = None,
-                   family_size: int = DEFAULT_FAMILY_SIZE) -> Fingerprint:
+                   family_size: int = DEFAULT_FAMILY_SIZE, null_reals: list[Path] | None = None) -> Fingerprint:
     """Train, fit the null and (optionally) cross-validate one generator's artifact.
 
     ``extra_real`` folders add real photos to training only; folds and reported
     metrics use the generator's own folder alone. ``reals`` folders are never trained on:
-    the cross-validated false-positive rate is measured on them.
+    the cross-validated false-positive rate is measured on them. ``null_reals`` folders only
+    widen the null (``fit_fingerprint``'s ``null_only``); one also given as ``reals`` is split.
     """
-    own = scan(data_dir)
     if crossval_folds:
-        check_folds(own.labels, crossval_folds)
-    images = with_extra_reals(own, extra_real or [])
-    augment = [jpeg(q) for q in config.augment_jpeg]
-    pool = pool_cache(reals or [], images, extractor, config, device, crop, progress)
-    cache = build_training_cache(images, extractor, crop, config.detection.max_crops, config.detection.align,
-                                 device, augment, progress, null_transforms(config.null_variants))
-    fitted = fit_fingerprint(cache, list(range(len(images.labels))), config, device, progress)
+        check_folds(scan(data_dir).labels, crossval_folds)
+    data = prepare(data_dir, extractor, config, device, crop, progress, extra_real, reals, null_reals)
+    images = data.trained
+    fitted = fit_fingerprint(data.cache, data.training, config, device, progress, data.null_only)
     metrics = {}
     if crossval_folds:
-        metrics["crossval"] = crossval_cache(cache, config, crossval_folds, device, config.train.seed, progress,
-                                             evaluated=len(own.labels), reals=pool, family_size=family_size)
+        metrics["crossval"] = crossval_cache(data.cache, config, crossval_folds, device, config.train.seed, progress,
+                                             evaluated=len(data.own.labels), reals=data.pool,
+                                             family_size=family_size, null_only=data.null_only)
     metadata = {
         "samples": {"real": images.count(REAL), "fake": images.count(FAKE),
-                    "extra_real": len(images.labels) - len(own.labels)},
+                    "extra_real": len(images.labels) - len(data.own.labels),
+                    "null_only_real": len(data.null_photos)},
         "data_digest": images.digest(),
         "estimator": fitted.estimator,
         "hyperparameters": {**config.train.to_dict(), "calibration": config.calibration,
@@ -50,7 +49,11 @@ def train_artifact(data_dir: Path, name: str, config: FitConfig, extractor: Resi
         "provenance": {"trainer": f"dif {__version__}", "data": str(data_dir), "device": str(device),
                        "torch": torch.__version__, "python": platform.python_version(),
                        "extra_real": [str(p) for p in extra_real or []],
-                       "unseen_reals": [str(p) for p in reals or []]},
+                       "unseen_reals": [str(p) for p in reals or []],
+                       # Content digests: these photos fitted the null, so no false-positive count may use them.
+                       "null_reals": [str(p) for p in null_reals or []],
+                       "null_real_sha256": sorted(hashlib.sha256(p.read_bytes()).hexdigest()
+                                                  for p in data.null_photos)},
     }
     return Fingerprint(name=name, tensor=fitted.fingerprint, calibration=fitted.calibration,
                        extractor=extractor.describe(), detection=fitted.detection, metadata=metadata,
@@ -63,7 +66,8 @@ def generator_folders(root: Path) -> list[Path]:
 
 def build_defaults(root: Path, out_root: Path, config: FitConfig, extractor: ResidualExtractor,
                    device: torch.device, folds: int = 5, pool_reals: bool = False,
-                   progress: bool = True, reals: list[Path] | None = None) -> list[Path]:
+                   progress: bool = True, reals: list[Path] | None = None,
+                   null_reals: list[Path] | None = None) -> list[Path]:
     """One artifact per generator folder under ``root``, with k-fold metrics in its metadata."""
     folders = generator_folders(root)
     if not folders:
@@ -73,6 +77,6 @@ def build_defaults(root: Path, out_root: Path, config: FitConfig, extractor: Res
         extra = [f / "0_real" for f in folders if f != folder] if pool_reals else []
         fp = train_artifact(folder, folder.name.lower(), config, extractor, device, progress,
                             crossval_folds=folds, extra_real=extra, reals=reals,
-                            family_size=max(len(folders), 1))
+                            family_size=max(len(folders), 1), null_reals=null_reals)
         written.append(save_fingerprint(fp, out_root / fp.name))
     return written

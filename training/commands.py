@@ -27,6 +27,9 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
                    help="fingerprint prior with --estimator flags: closed-form mean (fast), its --period lattice, "
                         "or DIF's U-Net (slow on CPU)")
     p.add_argument("--period", type=int, default=defaults.period, help="lattice period in pixels (--prior lattice)")
+    p.add_argument("--deblock", type=int, default=defaults.deblock,
+                   help="project every fingerprint off the row+column patterns of this block grid (JPEG's 8), "
+                        "so photos' block grids at any crop offset cannot match it; 0: off")
     p.add_argument("--steps", type=int, default=defaults.steps, help="optimisation steps (U-Net prior)")
     p.add_argument("--width", type=int, default=defaults.width, help="U-Net width (channels at the top level)")
     p.add_argument("--lr", type=float, default=defaults.lr, help="learning rate (U-Net prior)")
@@ -49,6 +52,13 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def add_null_reals_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--null-reals", type=Path, action="append", default=[],
+                   help="folder of real photos that never train but widen each fingerprint's null, so it holds "
+                        "beyond one photo collection (repeatable); a folder also given as --reals is split, "
+                        "every other photo to each")
+
+
 def add_rate_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reals", type=Path, action="append", default=[],
                    help="folder of real photos never trained on, to measure the false-positive rate (repeatable; "
@@ -58,8 +68,11 @@ def add_rate_options(p: argparse.ArgumentParser) -> None:
 
 
 def fit_config(args: argparse.Namespace) -> FitConfig:
+    if args.deblock < 0 or (args.deblock and 256 % args.deblock):
+        raise ValueError(f"--deblock must be 0 (off) or a period dividing the 256-pixel crop, such as 8 or 16, "
+                         f"not {args.deblock}")
     train = replace(TrainConfig(), prior=args.prior, steps=args.steps, width=args.width, lr=args.lr, seed=args.seed,
-                    period=args.period)
+                    period=args.period, deblock=args.deblock)
     shift = args.max_shift if args.feature in ("peak", "peak_z") else 0
     detection = Detection(feature=args.feature, max_shift=shift, max_crops=args.crops)
     return FitConfig(train=train, detection=detection, calibration=args.calibration,
@@ -103,7 +116,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     check_positive(args.family_size, "--family-size")
     fp = train_artifact(Path(args.data_dir), name, fit_config(args), extractor, device,
                         progress=not args.quiet, crossval_folds=args.crossval, extra_real=args.extra_real,
-                        reals=args.reals, family_size=args.family_size)
+                        reals=args.reals, family_size=args.family_size, null_reals=args.null_reals)
     out = save_fingerprint(fp, args.out)
     measured = f", cross-validated TPR at 1 %: {fp.crossval.tpr_at_fpr['0.01']:.2f}" if fp.crossval else ""
     print(f"wrote {out} (null scale {fp.null_model.scale:.2f}{measured})")
@@ -139,7 +152,7 @@ def cmd_crossval(args: argparse.Namespace) -> int:
     check_positive(args.family_size, "--family-size")
     report = crossval(Path(args.data_dir), extractor, fit_config(args), args.folds, resolve_device(args.device),
                       seed=args.seed, progress=not args.quiet, extra_real=args.extra_real, reals=args.reals,
-                      family_size=args.family_size)
+                      family_size=args.family_size, null_reals=args.null_reals)
     print_report(report, args.json)
     return 0
 
@@ -171,7 +184,7 @@ def cmd_build_defaults(args: argparse.Namespace) -> int:
 
     written = build_defaults(args.data, args.out, fit_config(args), create(args.extractor, args.extractor_dir),
                              resolve_device(args.device), folds=args.folds, pool_reals=args.pool_reals,
-                             progress=not args.quiet, reals=args.reals)
+                             progress=not args.quiet, reals=args.reals, null_reals=args.null_reals)
     for path in written:
         print(f"wrote {path}")
     return 0
@@ -192,6 +205,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also record k-fold TPR/FPR in the metadata (0: skip; GET /generators shows them)")
     add_training_options(p)
     add_rate_options(p)
+    add_null_reals_option(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="evaluate a fingerprint artifact on a labelled folder",
@@ -216,6 +230,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object on stdout (progress stays on stderr)")
     add_training_options(p)
     add_rate_options(p)
+    add_null_reals_option(p)
     p.set_defaults(func=cmd_crossval)
 
     p = sub.add_parser("train-denoiser", help="train a DnCNN residual extractor on real photos")
@@ -246,4 +261,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_training_options(p)
     p.add_argument("--reals", type=Path, action="append", default=[],
                    help="folder of real photos never trained on: each artifact's cross-validated FPR (repeatable)")
+    add_null_reals_option(p)
     p.set_defaults(func=cmd_build_defaults)

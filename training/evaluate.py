@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +39,24 @@ from training.perturb import jpeg, null_transforms
 from training.pipeline import DEFAULT_FAMILY_SIZE, FitConfig, Scored, fit_fingerprint, score_cache, stratified_folds
 
 
-def real_pool(folders: list[Path]) -> LabelledImages:
-    """Every image of ``folders``, labelled real (a pool of photos no fingerprint trains on)."""
+def real_pool(folders: list[Path], leave_out: frozenset[Path] = frozenset()) -> LabelledImages:
+    """Every image of ``folders`` but ``leave_out``, labelled real (a pool of photos no fingerprint trains on)."""
     paths = [p for folder in folders
              for p in images_in(folder, f"--reals {folder} is not a folder of real photos",
-                                f"--reals {folder} holds no images")]
+                                f"--reals {folder} holds no images") if p not in leave_out]
     return LabelledImages(paths, [REAL] * len(paths))
+
+
+def null_photos(null_reals: list[Path], reals: list[Path]) -> list[Path]:
+    """The photos that fit the null only. A folder named both here and as ``--reals`` is split
+    by name, every other photo to each, so the false-positive rate is still measured on photos
+    that neither trained the fingerprint nor fitted its null."""
+    chosen: list[Path] = []
+    for folder in null_reals:
+        found = images_in(folder, f"--null-reals {folder} is not a folder of real photos",
+                          f"--null-reals {folder} holds no images")
+        chosen += found[::2] if folder.resolve() in {r.resolve() for r in reals} else found
+    return chosen
 
 
 def check_disjoint(pool: LabelledImages, training: LabelledImages) -> None:
@@ -152,13 +164,14 @@ def evaluate_cache(fp: Fingerprint, cache: ResidualCache, device: torch.device,
 def crossval_cache(cache: ResidualCache, config: FitConfig, folds: int, device: torch.device,
                    seed: int = 0, progress: bool = True, test_cache: ResidualCache | None = None,
                    evaluated: int | None = None, reals: ResidualCache | None = None,
-                   family_size: int = DEFAULT_FAMILY_SIZE) -> dict[str, Any]:
+                   family_size: int = DEFAULT_FAMILY_SIZE, null_only: list[int] | None = None) -> dict[str, Any]:
     """Train on k-1 folds, test on the held-out one, with the service's rule.
 
     ``test_cache`` (the same images, perturbed) measures robustness. Only the first
     ``evaluated`` images are split into folds; any after them (pooled extra reals) are always in
     training. ``reals``: a pool of photos that no fold trains on, scored by every fold's
-    fingerprint (its FPR is ``fpr_at``; without it, the held-out reals' FPR is).
+    fingerprint (its FPR is ``fpr_at``; without it, the held-out reals' FPR is). ``null_only``:
+    images of the cache that only ever fit the null (``fit_fingerprint``), never train.
     """
     count = len(cache.labels) if evaluated is None else evaluated
     check_folds(cache.labels[:count].tolist(), folds)
@@ -170,10 +183,10 @@ def crossval_cache(cache: ResidualCache, config: FitConfig, folds: int, device: 
     pool_scored: list[Scored] = []
     for k, held in enumerate(tqdm(stratified_folds(cache.labels[:count], folds, seed), desc="folds",
                                   unit="fold", disable=not progress)):
-        out = set(held)
+        out = set(held) | set(null_only or [])
         train = [i for i in range(len(cache.labels)) if i not in out]
         fitted = fit_fingerprint(cache, train, replace(config, train=replace(config.train, seed=seed + k)),
-                                 device, progress=False)
+                                 device, progress=False, null_only=null_only)
         scored = score_cache(fitted.fingerprint, fitted.null, test_source, fitted.detection, device, held)
         labels = test_source.labels[held]
         fakes.append(scored[labels == 1])
@@ -209,27 +222,59 @@ def crossval_cache(cache: ResidualCache, config: FitConfig, folds: int, device: 
 
 
 def pool_cache(reals: list[Path], training: LabelledImages, extractor: ResidualExtractor, config: FitConfig,
-               device: torch.device, crop: int = 256, progress: bool = True) -> ResidualCache | None:
-    """Residuals of the ``--reals`` pool, after checking that none of it trains the fingerprint."""
+               device: torch.device, crop: int = 256, progress: bool = True,
+               leave_out: frozenset[Path] = frozenset()) -> ResidualCache | None:
+    """Residuals of the ``--reals`` pool but ``leave_out``, after checking that none of it trains the fingerprint
+    (``training``: every image the fingerprint or its null is fitted on)."""
     if not reals:
         return None
-    pool = real_pool(reals)
+    pool = real_pool(reals, leave_out)
     check_disjoint(pool, training)
     return build_cache(pool, extractor, crop, config.detection.max_crops, config.detection.align, device,
                        progress=progress)
 
 
+@dataclass
+class Prepared:
+    """A generator folder's residuals, ready to fit and cross-validate."""
+
+    own: LabelledImages  # DATA_DIR's images: the only ones split into folds
+    trained: LabelledImages  # own + extra reals: what the fingerprint trains on
+    null_photos: list[Path]  # photos that only widen the null
+    cache: ResidualCache  # trained + null photos, in that order, with their copies
+    pool: ResidualCache | None  # the --reals photos it never saw
+
+    @property
+    def training(self) -> list[int]:
+        return list(range(len(self.trained.labels)))
+
+    @property
+    def null_only(self) -> list[int]:
+        return list(range(len(self.trained.labels), len(self.cache.labels)))
+
+
+def prepare(data_dir: Path, extractor: ResidualExtractor, config: FitConfig, device: torch.device,
+            crop: int = 256, progress: bool = True, extra_real: list[Path] | None = None,
+            reals: list[Path] | None = None, null_reals: list[Path] | None = None) -> Prepared:
+    """Scan, check and extract once: ``extra_real`` folders only ever add training reals, ``null_reals``
+    only widen the null (one also given as ``reals`` is split), ``reals`` are never fitted on."""
+    own = scan(data_dir)
+    trained = with_extra_reals(own, extra_real or [])
+    outsiders = null_photos(null_reals or [], reals or [])
+    fitted_on = LabelledImages(trained.paths + outsiders, trained.labels + [REAL] * len(outsiders))
+    pool = pool_cache(reals or [], fitted_on, extractor, config, device, crop, progress, frozenset(outsiders))
+    cache = build_training_cache(fitted_on, extractor, crop, config.detection.max_crops, config.detection.align,
+                                 device, [jpeg(q) for q in config.augment_jpeg], progress,
+                                 null_transforms(config.null_variants))
+    return Prepared(own, trained, outsiders, cache, pool)
+
+
 def crossval(data_dir: Path, extractor: ResidualExtractor, config: FitConfig, folds: int,
              device: torch.device, seed: int = 0, crop: int = 256, progress: bool = True,
              extra_real: list[Path] | None = None, reals: list[Path] | None = None,
-             family_size: int = DEFAULT_FAMILY_SIZE) -> dict[str, Any]:
-    """k-fold on DATA_DIR's images; ``extra_real`` folders only ever add training reals."""
-    own = scan(data_dir)
-    check_folds(own.labels, folds)
-    images = with_extra_reals(own, extra_real or [])
-    pool = pool_cache(reals or [], images, extractor, config, device, crop, progress)
-    cache = build_training_cache(images, extractor, crop, config.detection.max_crops, config.detection.align,
-                                 device, [jpeg(q) for q in config.augment_jpeg], progress,
-                                 null_transforms(config.null_variants))
-    return crossval_cache(cache, config, folds, device, seed, progress, evaluated=len(own.labels), reals=pool,
-                          family_size=family_size)
+             family_size: int = DEFAULT_FAMILY_SIZE, null_reals: list[Path] | None = None) -> dict[str, Any]:
+    """k-fold on DATA_DIR's images (``prepare`` says what the other folders are for)."""
+    check_folds(scan(data_dir).labels, folds)
+    data = prepare(data_dir, extractor, config, device, crop, progress, extra_real, reals, null_reals)
+    return crossval_cache(data.cache, config, folds, device, seed, progress, evaluated=len(data.own.labels),
+                          reals=data.pool, family_size=family_size, null_only=data.null_only)

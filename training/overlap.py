@@ -36,11 +36,27 @@ def _contents(paths: list[Path]) -> set[str]:
     return {hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
 
 
+def null_fitting_digests(fp: Fingerprint) -> set[str]:
+    """Contents of the photos that only fitted ``fp``'s null (``--null-reals``): a fingerprint's
+    false-positive rate measured on them would be flattered by construction."""
+    return set((fp.metadata.get("provenance") or {}).get("null_real_sha256") or [])
+
+
+def unseen_by(fingerprints: list[Fingerprint], paths: list[Path]) -> list[Path]:
+    """``paths`` less the photos any of ``fingerprints`` fitted its null on."""
+    fitted = set().union(*(null_fitting_digests(fp) for fp in fingerprints))
+    return [p for p in paths if hashlib.sha256(p.read_bytes()).hexdigest() not in fitted]
+
+
 def training_overlap(fp: Fingerprint, data_dir: Path, reals: list[Path] | None = None) -> str | None:
     """A one-line warning when the evaluated images (``data_dir`` and the ``reals`` pool) include
     ``fp``'s training images, else None."""
     evaluated = scan(data_dir)
     pool = real_pool(reals) if reals else LabelledImages([], [])
+    null_fitted = len(pool.paths) - len(unseen_by([fp], pool.paths))
+    if null_fitted:
+        return (f"{null_fitted} of the {len(pool.paths)} --reals photos fitted {fp.name!r}'s null (--null-reals): "
+                "its false-positive rate on them is flattered; measure it on photos it never saw")
     training = training_images(fp)
     if training is not None:
         shared = _contents(evaluated.paths + pool.paths) & _contents(training.paths)

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from dif.calibration import Calibration, fit
-from dif.decision import DEFAULT_RATE, NullModel, backstopped, fit_null, fit_search_null, p_values
+from dif.decision import DEFAULT_RATE, NullModel, backstopped, fit_null, fit_search_null, p_values, widest
 from dif.detection import Detection
 from dif.scoring import CorrelationScorer
 from training.config import AUTO, DEFAULT_FAMILY_SIZE, ESTIMATORS, Estimator, FitConfig
@@ -133,31 +133,54 @@ def candidates(config: FitConfig) -> list[tuple[str, FitConfig]]:
 WEAK_INNER_TPR = 0.5
 
 
-def inner_merit(reals: torch.Tensor, fakes: torch.Tensor) -> tuple[float, float]:
+def group_null(groups: list[torch.Tensor]) -> NullModel:
+    """``fit_null`` on each collection of held-out reals that has any, the widest kept."""
+    return widest([fit_null(g) for g in groups if g.numel()])
+
+
+def inner_merit(null: NullModel, fakes: torch.Tensor) -> tuple[float, float]:
     """How well held-out statistics separate, as the service would decide: (TPR at the default
     per-generator threshold under the null fitted on the held-out reals, median fake in null units)."""
-    null = fit_null(reals)
     fakes = fakes.double() / null.scale
     threshold = float(-torch.special.ndtri(torch.tensor(DEFAULT_RATE / DEFAULT_FAMILY_SIZE, dtype=torch.float64)))
     return float((fakes >= threshold).double().mean()), float(fakes.median())
 
 
-def _held_out_peaks(cache: ResidualCache, inner_fits: list[tuple[list[int], dict[TrainConfig, torch.Tensor]]],
-                    chosen: FitConfig, device: torch.device) -> torch.Tensor:
-    """The backstop statistic of every held-out real and its copies, each from a fingerprint that
-    did not see it (only for the chosen estimator: the window search costs an inverse FFT each)."""
-    detection, found = chosen.detection, []
-    for held_reals, trained in inner_fits:
-        fingerprint = trained[chosen.train]
-        found += image_statistics(fingerprint, cache, detection, device, (detection.backstop_statistic,), held_reals)
-        if cache.real_copies is not None and (which := cache.real_copies.of(held_reals)):
-            found += image_statistics(fingerprint, cache.real_copies.cache, detection, device,
-                                      (detection.backstop_statistic,), which)
-    return torch.cat(found)
+def _deal(images: list[int], parts: int) -> list[list[int]]:
+    """``images`` dealt round-robin into ``parts`` lists."""
+    return [images[k::parts] for k in range(parts)]
+
+
+InnerFit = tuple[list[list[int]], dict[TrainConfig, torch.Tensor]]  # held-out reals per collection, fits
+
+
+def _statistic_with_copies(fingerprint: torch.Tensor, cache: ResidualCache, detection: Detection, name: str,
+                           device: torch.device, images: list[int]) -> list[torch.Tensor]:
+    """Statistic ``name`` of ``images`` and of their upscaled, re-saved and cropped copies."""
+    if not images:
+        return []
+    found = image_statistics(fingerprint, cache, detection, device, (name,), images)
+    if cache.real_copies is not None and (which := cache.real_copies.of(images)):
+        found += image_statistics(fingerprint, cache.real_copies.cache, detection, device, (name,), which)
+    return found
+
+
+def _held_out_peaks(cache: ResidualCache, inner_fits: list[InnerFit], chosen: FitConfig,
+                    device: torch.device) -> list[torch.Tensor]:
+    """Per collection, the backstop statistic of every held-out real and its copies, each from a
+    fingerprint that did not see it (only for the chosen estimator: the window search costs an
+    inverse FFT each)."""
+    detection = chosen.detection
+    groups: list[list[torch.Tensor]] = [[] for _ in inner_fits[0][0]]
+    for collections, trained in inner_fits:
+        for group, held in zip(groups, collections, strict=True):
+            group += _statistic_with_copies(trained[chosen.train], cache, detection, detection.backstop_statistic,
+                                            device, held)
+    return [torch.cat(g) for g in groups if g]
 
 
 def fit_fingerprint(cache: ResidualCache, images: list[int], config: FitConfig, device: torch.device,
-                    progress: bool = True) -> Fitted:
+                    progress: bool = True, null_only: list[int] | None = None) -> Fitted:
     """Choose the estimator, train on ``images`` of the cache and fit the null model.
 
     With ``inner-cv`` every training image's statistic is measured with a fingerprint that
@@ -165,6 +188,11 @@ def fit_fingerprint(cache: ResidualCache, images: list[int], config: FitConfig, 
     fakes pass the service's threshold most often (then: sit highest) wins, and its held-out
     reals widen the null where they spread more than N(0, 1). Training images themselves
     correlate with their own fingerprint and say nothing about unseen photos.
+
+    ``null_only``: real photos of the cache that never train the fingerprint and only widen
+    its null (a second photo collection: a null read from one collection alone was measured too
+    narrow for another). Dealt over the inner folds, each is scored, with its copies, by one
+    inner fingerprint, like a held-out training real.
     """
     options = candidates(config)
     labels = cache.labels[images]
@@ -178,9 +206,11 @@ def fit_fingerprint(cache: ResidualCache, images: list[int], config: FitConfig, 
                       replace(chosen.detection, backstop_window=0),
                       {"name": name, "chosen_by": "given (no inner folds)"})
     held_out = {name: torch.empty(len(images)) for name, _ in options}
-    copies: dict[str, list[torch.Tensor]] = {name: [] for name, _ in options}
-    inner_fits: list[tuple[list[int], dict[TrainConfig, torch.Tensor]]] = []  # per inner fold: held images, fits
-    for held in stratified_folds(labels, inner, config.train.seed + 1):
+    copies: dict[str, list[torch.Tensor]] = {name: [] for name, _ in options}  # of the training reals
+    outside: dict[str, list[torch.Tensor]] = {name: [] for name, _ in options}  # null_only photos, copies
+    inner_fits: list[InnerFit] = []
+    outsiders = _deal(list(null_only or []), inner)
+    for held, extra in zip(stratified_folds(labels, inner, config.train.seed + 1), outsiders, strict=True):
         out = set(held)
         kept = [images[i] for i in range(len(images)) if i not in out]
         held_images = [images[i] for i in held]
@@ -189,15 +219,20 @@ def fit_fingerprint(cache: ResidualCache, images: list[int], config: FitConfig, 
             if option.train not in trained:
                 trained[option.train] = _train_on(cache, kept, option.train, device, progress=False)
             inner_fp = trained[option.train]
+            statistic = option.detection.statistic
             held_out[name][held] = image_statistic(inner_fp, cache, option.detection, device, held_images)
-            if cache.real_copies is not None:  # the held-out reals, upscaled and re-saved
-                which = cache.real_copies.of(held_images)
-                if which:
-                    copies[name].append(image_statistic(inner_fp, cache.real_copies.cache, option.detection,
-                                                        device, which))
-        inner_fits.append(([images[i] for i in held if labels[i] == REAL], trained))
-    reals = {name: torch.cat([stats[labels == REAL], *copies[name]]) for name, stats in held_out.items()}
-    merits = {name: inner_merit(reals[name], stats[labels == FAKE]) for name, stats in held_out.items()}
+            if cache.real_copies is not None and (which := cache.real_copies.of(held_images)):
+                # the held-out reals (fakes have no copies), upscaled, re-saved and cropped
+                copies[name] += image_statistics(inner_fp, cache.real_copies.cache, option.detection, device,
+                                                 (statistic,), which)
+            outside[name] += _statistic_with_copies(inner_fp, cache, option.detection, statistic, device, extra)
+        held_reals = [images[i] for i in held if labels[i] == REAL]
+        inner_fits.append(([held_reals, extra] if null_only else [held_reals], trained))
+    # One null per photo collection (the training reals; the null_only photos), the widest kept.
+    nulls = {name: group_null([torch.cat([stats[labels == REAL], *copies[name]]), torch.cat(outside[name] or
+                                                                                           [torch.empty(0)])])
+             for name, stats in held_out.items()}
+    merits = {name: inner_merit(nulls[name], stats[labels == FAKE]) for name, stats in held_out.items()}
     name = max(merits, key=lambda n: merits[n])  # first of equals: the list's order breaks ties
     if merits[name][0] < WEAK_INNER_TPR:
         # A fingerprint that misses most fakes anyway buys little from a structured estimator and
@@ -209,11 +244,13 @@ def fit_fingerprint(cache: ResidualCache, images: list[int], config: FitConfig, 
     weak = merits[max(merits, key=lambda n: merits[n])][0] < WEAK_INNER_TPR
     chosen_by = f"inner-cv-{inner}" + (" (weak: plainest kept)" if weak else "") if len(options) > 1 else "given"
     estimator = {"name": name, "chosen_by": chosen_by,
-                 "null_reals": int(len(reals[name])),
+                 "null_reals": nulls[name].n_reals,
                  "candidates": {n: {"tpr": round(m[0], 4), "median_fake": round(m[1], 3)} for n, m in merits.items()}}
-    null = fit_null(reals[name])
+    null = nulls[name]
     if chosen.detection.backstop:
-        peaks = _held_out_peaks(cache, inner_fits, chosen, device)
-        null = fit_search_null(null, peaks, chosen.detection.backstop_searched)
+        searched = chosen.detection.backstop_searched
+        scales = [fit_search_null(null, peaks, searched).search_scale
+                  for peaks in _held_out_peaks(cache, inner_fits, chosen, device)]
+        null = replace(null, search_scale=max(s for s in scales if s is not None))
     return Fitted(fingerprint, fit(stats[labels == REAL], stats[labels == FAKE], f"inner-cv-{inner}"),
                   null, chosen.detection, estimator)

@@ -57,6 +57,27 @@ def lattice(pattern: torch.Tensor, period: int) -> torch.Tensor:
     return cell.repeat(1, height // period, width // period)
 
 
+def deblocked(pattern: torch.Tensor, period: int) -> torch.Tensor:
+    """``[C, S, S]`` less its P-periodic *separable* part: a row profile plus a column profile of
+    the P x P cell (two-way main effects), tiled.
+
+    A block codec's grid (JPEG's 8x8 luma blocks, 16x16 with 4:2:0 chroma) leaves, on average over a
+    photo, steps along block rows and block columns: in the folded cell it is almost entirely a
+    function of y plus a function of x (measured on CBSD68: 92 % of the mean folded residual's
+    energy; SD1.4, MJ and DALL-E Mini fakes keep 49-75 % of theirs in the remainder). The subspace is
+    invariant under shifts, so a fingerprint orthogonal to it cannot hear a photo's grid at any
+    phase: a crop or a re-save cannot move a real photo towards it, and the fingerprint does not
+    inherit the training reals' grid with the opposite sign.
+    """
+    channels, height, width = pattern.shape
+    if height % period or width % period:
+        raise ValueError(f"deblocking with period {period} needs a crop size divisible by it, not {height}x{width}")
+    cell = pattern.reshape(channels, height // period, period, width // period, period).mean(dim=(1, 3))
+    rows, cols = cell.mean(2, keepdim=True), cell.mean(1, keepdim=True)
+    separable = rows + cols - cell.mean(dim=(1, 2), keepdim=True)
+    return pattern - separable.repeat(1, height // period, width // period)
+
+
 def train_fingerprint(real: torch.Tensor | CropSet, fake: torch.Tensor | CropSet, config: TrainConfig,
                       device: torch.device, progress: bool = True) -> torch.Tensor:
     """Train on residuals ``[Nr, 3, S, S]`` and ``[Nf, 3, S, S]``; returns the fingerprint ``[3, S, S]``."""
@@ -69,7 +90,7 @@ def train_fingerprint(real: torch.Tensor | CropSet, fake: torch.Tensor | CropSet
     size = shape[-1]
     if config.prior in ("mean", "lattice"):
         mean = (standardized_mean(fake, device) - standardized_mean(real, device)).reshape(shape).float().cpu()
-        return mean if config.prior == "mean" else lattice(mean, config.period)
+        return _deblock(mean if config.prior == "mean" else lattice(mean, config.period), config)
     net = UNet(config.noise_channels, 3, config.depth, config.width).to(device).train()
     noise = (torch.rand((1, config.noise_channels, size, size), generator=gen) * config.noise_scale).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr)
@@ -98,4 +119,8 @@ def train_fingerprint(real: torch.Tensor | CropSet, fake: torch.Tensor | CropSet
         bar.set_postfix(loss=f"{loss.item():.4f}", real=f"{c_real.mean().item():+.3f}",
                         fake=f"{c_fake.mean().item():+.3f}")
     assert ema is not None
-    return ema.float().cpu()
+    return _deblock(ema.float().cpu(), config)
+
+
+def _deblock(pattern: torch.Tensor, config: TrainConfig) -> torch.Tensor:
+    return deblocked(pattern, config.deblock) if config.deblock else pattern

@@ -81,5 +81,9 @@ def test_the_embedded_set_is_current_and_records_what_it_catches() -> None:
         meta = json.loads((folder / METADATA_FILE).read_text())
         assert meta["schema_version"] == 2, folder
         crossval = meta["metrics"]["crossval"]
-        assert set(crossval["tpr_at_fpr"]) == {"0.01", "0.05"} and crossval["n_unseen_reals"] >= 60
+        assert set(crossval["tpr_at_fpr"]) == {"0.01", "0.05"}
+        # Half of CBSD68 widens the null, the other half measures its FPR: never the same photo.
+        null_photos = meta["samples"]["null_only_real"]
+        assert crossval["n_unseen_reals"] >= 30 and crossval["n_unseen_reals"] + null_photos == 68
+        assert len(set(meta["provenance"]["null_real_sha256"])) == null_photos
         assert len(crossval["heldout_fake_p"]) == crossval["n_fake"]

@@ -66,3 +66,41 @@ def test_metrics():
     report = binary_report(scores, labels)
     assert report["accuracy"] == 0.5 and report["n_real"] == 2
     assert roc_auc(scores, labels) == 0.75
+
+
+def test_null_only_photos_widen_the_null_and_never_train():
+    """``null_only`` photos (a second collection, ``--null-reals``) are scored like held-out reals
+    and can only widen the null; the fingerprint is the one trained without them."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    from training.config import FitConfig
+    from training.data import ResidualCache
+    from training.pipeline import fit_fingerprint
+
+    gen = torch.Generator().manual_seed(7)
+    pattern = torch.randn((3, 32, 32), generator=gen)
+    real = torch.randn((12, 3, 32, 32), generator=gen)
+    fake = torch.randn((12, 3, 32, 32), generator=gen) + 0.5 * pattern
+    # A wilder collection: photos that happen to carry a little of the pattern (as a crop or a
+    # re-save can make them), which the training reals never show.
+    wild = torch.randn((12, 3, 32, 32), generator=gen) + 0.12 * pattern
+    stack = torch.cat([real, fake, wild])
+    labels = torch.tensor([0] * 12 + [1] * 12 + [0] * 12)
+    cache = ResidualCache(stack, torch.arange(36), labels, [Path(f"{i}.png") for i in range(36)])
+    config = replace(FitConfig(estimator="mean/z", null_variants=()), train=replace(FitConfig().train, deblock=0))
+    cpu = torch.device("cpu")
+    alone = fit_fingerprint(cache, list(range(24)), config, cpu, progress=False)
+    widened = fit_fingerprint(cache, list(range(24)), config, cpu, progress=False, null_only=list(range(24, 36)))
+    assert torch.equal(alone.fingerprint, widened.fingerprint)
+    assert widened.null.n_reals == alone.null.n_reals + 12
+    assert widened.null.scale > 1.5 * alone.null.scale, (alone.null, widened.null)
+    # Fitted per collection, the widest kept: pooled with the 24 narrower training reals and
+    # their inner-fold statistics, the wild photos' spread would have been diluted.
+    from dif.decision import fit_null
+
+    pooled = fit_null(torch.cat([torch.randn(400, generator=gen), 2.0 * torch.randn(100, generator=gen)]))
+    from training.pipeline import group_null
+
+    apart = group_null([torch.randn(400, generator=gen), 2.0 * torch.randn(100, generator=gen)])
+    assert apart.scale > 1.8 > pooled.scale, (apart, pooled)

@@ -103,7 +103,7 @@ FAMILY = {"dalle_2": {"glide"}, "mj": {"sd14"}, "sd14": {"mj"}}
 # What inner cross-validation (estimator "auto") chooses for these training sets, pinned so that each
 # fingerprint trains once per inner fold instead of once per candidate: the fingerprints, nulls and
 # verdicts are the ones "auto" gives; the choice itself is tested in test_estimators.py.
-CHOSEN = {"sd14": "lattice8/zbg", "mj": "lattice8/zbg", "dalle_mini": "lattice16/zbg", "glide": "mean/z",
+CHOSEN = {"sd14": "lattice8/zbg", "mj": "lattice8/zbg", "dalle_mini": "lattice8/zbg", "glide": "mean/z",
           "dalle_2": "mean/z"}
 
 

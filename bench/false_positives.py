@@ -148,7 +148,7 @@ def main() -> None:
     fingerprints = load_all(args.fingerprints)
     detector = Detector(fingerprints, create(fingerprints[0].extractor_key), "cpu")
     paths, skipped = unseen_reals(args.reals or [CBSD68], fingerprints)
-    print(f"{len(paths)} real photos no loaded fingerprint trained on ({skipped} skipped: they trained one); "
+    print(f"{len(paths)} real photos no loaded fingerprint trained on or fitted its null on ({skipped} skipped); "
           f"generators: {', '.join(detector.names)}", flush=True)
     results = {name: p_values(detector, paths, transform) for name, transform in VARIANTS.items()}
     report: dict[str, object] = {"generators": detector.names, "n_photos": len(paths), "skipped_trained": skipped,

@@ -19,7 +19,6 @@ would mean a too-narrow null).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 from pathlib import Path
 
@@ -32,10 +31,10 @@ from dif.detector import Detector
 from dif.extractors import create
 from dif.images import decode_image
 from testkit.paths import CBSD68, REPO
-from training.data import list_images
+from training.data import file_digest, list_images
 from training.evaluate import predict_files
 from training.metrics import wilson
-from training.overlap import unseen_by
+from training.overlap import null_fitting_digests
 from training.perturb import Transform, crop, jpeg, resize
 
 VARIANTS: dict[str, Transform | None] = {
@@ -69,15 +68,15 @@ def training_digests(fingerprints: list[Fingerprint]) -> set[str]:
     for folder in folders:
         resolved = folder if folder.is_absolute() else REPO / folder
         if resolved.is_dir():
-            digests.update(hashlib.sha256(p.read_bytes()).hexdigest() for p in list_images(resolved))
+            digests.update(file_digest(p) for p in list_images(resolved))
     return digests
 
 
 def unseen_reals(folders: list[Path], fingerprints: list[Fingerprint]) -> tuple[list[Path], int]:
     """Photos of ``folders`` that neither trained a fingerprint nor fitted its null."""
-    trained = training_digests(fingerprints)
+    excluded = training_digests(fingerprints) | null_fitting_digests(fingerprints)
     paths = [p for folder in folders for p in list_images(folder)]
-    kept = unseen_by(fingerprints, [p for p in paths if hashlib.sha256(p.read_bytes()).hexdigest() not in trained])
+    kept = [p for p in paths if file_digest(p) not in excluded]
     return kept, len(paths) - len(kept)
 
 

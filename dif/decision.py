@@ -134,16 +134,12 @@ def fit_null(real_statistic: torch.Tensor, sign: float = 1.0) -> NullModel:
 
 
 def widest(nulls: list[NullModel]) -> NullModel:
-    """The null that holds for every photo collection: each fitted on one collection alone
-    (``fit_null`` / ``fit_search_null``), the widest scales kept. Pooled, a small wide collection
-    hides behind a large narrow one (measured: MJ's z_bg null fitted on 400 web photos and 272
-    CBSD68 ones together had scale 1.32; CBSD68 photos it never saw spread 1.65 at their 98th
-    percentile)."""
-    first = nulls[0]
-    searches = [n.search_scale for n in nulls if n.search_scale is not None]
-    return replace(first, scale=max(n.scale for n in nulls), n_reals=sum(n.n_reals for n in nulls),
-                   observed_sd=max((n.observed_sd for n in nulls if n.observed_sd is not None), default=None),
-                   search_scale=max(searches) if searches else None)
+    """The zero-shift null that holds for every photo collection: each fitted on one collection
+    alone (``fit_null``), the widest scale kept. Pooled, a small wide collection hides behind a
+    large narrow one (measured: MJ's z_bg null fitted on 400 web photos and 272 CBSD68 ones
+    together had scale 1.32; CBSD68 photos it never saw spread 1.65 at their 98th percentile)."""
+    return replace(nulls[0], scale=max(n.scale for n in nulls), n_reals=sum(n.n_reals for n in nulls),
+                   observed_sd=max((n.observed_sd for n in nulls if n.observed_sd is not None), default=None))
 
 
 # Quantiles of held-out reals' window peaks that the shift search's null must cover.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import platform
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import torch
 from dif import __version__
 from dif.artifact import Fingerprint, save_fingerprint
 from dif.extractors import ResidualExtractor
-from training.data import FAKE, REAL, scan
+from training.data import FAKE, REAL, file_digest, scan
 from training.evaluate import DEFAULT_FAMILY_SIZE, check_folds, crossval_cache, prepare
 from training.pipeline import FitConfig, fit_fingerprint
 
@@ -52,8 +51,7 @@ def train_artifact(data_dir: Path, name: str, config: FitConfig, extractor: Resi
                        "unseen_reals": [str(p) for p in reals or []],
                        # Content digests: these photos fitted the null, so no false-positive count may use them.
                        "null_reals": [str(p) for p in null_reals or []],
-                       "null_real_sha256": sorted(hashlib.sha256(p.read_bytes()).hexdigest()
-                                                  for p in data.null_photos)},
+                       "null_real_sha256": sorted(file_digest(p) for p in data.null_photos)},
     }
     return Fingerprint(name=name, tensor=fitted.fingerprint, calibration=fitted.calibration,
                        extractor=extractor.describe(), detection=fitted.detection, metadata=metadata,

@@ -40,6 +40,11 @@ class LabelledImages:
         return h.hexdigest()
 
 
+def file_digest(path: Path) -> str:
+    """sha256 of a file's bytes: an image's identity by content, whatever its name or folder."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 

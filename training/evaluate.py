@@ -8,7 +8,6 @@ trained on (``--reals`` pools, disjoint from training by content).
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -30,6 +29,7 @@ from training.data import (
     ResidualCache,
     build_cache,
     build_training_cache,
+    file_digest,
     images_in,
     scan,
     with_extra_reals,
@@ -62,11 +62,12 @@ def null_photos(null_reals: list[Path], reals: list[Path]) -> list[Path]:
 def check_disjoint(pool: LabelledImages, training: LabelledImages) -> None:
     """Refuse a real-photo pool that shares an image (by content) with the training images."""
     def digests(paths: list[Path]) -> dict[str, Path]:
-        return {hashlib.sha256(p.read_bytes()).hexdigest(): p for p in paths}
+        return {file_digest(p): p for p in paths}
 
-    shared = digests(pool.paths).keys() & digests(training.paths).keys()
+    in_pool = digests(pool.paths)
+    shared = in_pool.keys() & digests(training.paths).keys()
     if shared:
-        example = digests(pool.paths)[next(iter(shared))]
+        example = in_pool[next(iter(shared))]
         raise DatasetError(f"{len(shared)} --reals image(s) also train the fingerprint (e.g. {example}); "
                            "a false-positive rate must be measured on photos it never saw")
 

@@ -9,12 +9,11 @@ image; when they moved or changed, only the whole-set digest is left to compare 
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from dif.artifact import Fingerprint
 from dif.errors import DifError
-from training.data import LabelledImages, scan, with_extra_reals
+from training.data import LabelledImages, file_digest, scan, with_extra_reals
 from training.evaluate import real_pool
 
 
@@ -32,20 +31,16 @@ def training_images(fp: Fingerprint) -> LabelledImages | None:
     return images if images.digest() == recorded else None
 
 
-def _contents(paths: list[Path]) -> set[str]:
-    return {hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
-
-
-def null_fitting_digests(fp: Fingerprint) -> set[str]:
-    """Contents of the photos that only fitted ``fp``'s null (``--null-reals``): a fingerprint's
+def null_fitting_digests(fingerprints: list[Fingerprint]) -> set[str]:
+    """Contents of the photos that only fitted these fingerprints' nulls (``--null-reals``): a
     false-positive rate measured on them would be flattered by construction."""
-    return set((fp.metadata.get("provenance") or {}).get("null_real_sha256") or [])
+    return {d for fp in fingerprints for d in (fp.metadata.get("provenance") or {}).get("null_real_sha256") or []}
 
 
 def unseen_by(fingerprints: list[Fingerprint], paths: list[Path]) -> list[Path]:
     """``paths`` less the photos any of ``fingerprints`` fitted its null on."""
-    fitted = set().union(*(null_fitting_digests(fp) for fp in fingerprints))
-    return [p for p in paths if hashlib.sha256(p.read_bytes()).hexdigest() not in fitted]
+    fitted = null_fitting_digests(fingerprints)
+    return [p for p in paths if file_digest(p) not in fitted]
 
 
 def training_overlap(fp: Fingerprint, data_dir: Path, reals: list[Path] | None = None) -> str | None:
@@ -53,13 +48,16 @@ def training_overlap(fp: Fingerprint, data_dir: Path, reals: list[Path] | None =
     ``fp``'s training images, else None."""
     evaluated = scan(data_dir)
     pool = real_pool(reals) if reals else LabelledImages([], [])
-    null_fitted = len(pool.paths) - len(unseen_by([fp], pool.paths))
+    pool_digests = [file_digest(p) for p in pool.paths]
+    fitted = null_fitting_digests([fp])
+    null_fitted = sum(d in fitted for d in pool_digests)
     if null_fitted:
         return (f"{null_fitted} of the {len(pool.paths)} --reals photos fitted {fp.name!r}'s null (--null-reals): "
                 "its false-positive rate on them is flattered; measure it on photos it never saw")
     training = training_images(fp)
     if training is not None:
-        shared = _contents(evaluated.paths + pool.paths) & _contents(training.paths)
+        evaluated_digests = {file_digest(p) for p in evaluated.paths} | set(pool_digests)
+        shared = evaluated_digests & {file_digest(p) for p in training.paths}
         if not shared:
             return None
         total = len(evaluated.paths) + len(pool.paths)

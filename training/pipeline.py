@@ -154,15 +154,22 @@ def _deal(images: list[int], parts: int) -> list[list[int]]:
 InnerFit = tuple[list[list[int]], dict[TrainConfig, torch.Tensor]]  # held-out reals per collection, fits
 
 
+def _copies_statistic(fingerprint: torch.Tensor, cache: ResidualCache, detection: Detection, name: str,
+                      device: torch.device, images: list[int]) -> list[torch.Tensor]:
+    """Statistic ``name`` of the upscaled, re-saved and cropped copies of ``images`` (reals have copies,
+    fakes none)."""
+    if cache.real_copies is None or not (which := cache.real_copies.of(images)):
+        return []
+    return image_statistics(fingerprint, cache.real_copies.cache, detection, device, (name,), which)
+
+
 def _statistic_with_copies(fingerprint: torch.Tensor, cache: ResidualCache, detection: Detection, name: str,
                            device: torch.device, images: list[int]) -> list[torch.Tensor]:
-    """Statistic ``name`` of ``images`` and of their upscaled, re-saved and cropped copies."""
+    """Statistic ``name`` of ``images`` and of their copies."""
     if not images:
         return []
-    found = image_statistics(fingerprint, cache, detection, device, (name,), images)
-    if cache.real_copies is not None and (which := cache.real_copies.of(images)):
-        found += image_statistics(fingerprint, cache.real_copies.cache, detection, device, (name,), which)
-    return found
+    return [*image_statistics(fingerprint, cache, detection, device, (name,), images),
+            *_copies_statistic(fingerprint, cache, detection, name, device, images)]
 
 
 def _held_out_peaks(cache: ResidualCache, inner_fits: list[InnerFit], chosen: FitConfig,
@@ -221,10 +228,7 @@ def fit_fingerprint(cache: ResidualCache, images: list[int], config: FitConfig, 
             inner_fp = trained[option.train]
             statistic = option.detection.statistic
             held_out[name][held] = image_statistic(inner_fp, cache, option.detection, device, held_images)
-            if cache.real_copies is not None and (which := cache.real_copies.of(held_images)):
-                # the held-out reals (fakes have no copies), upscaled, re-saved and cropped
-                copies[name] += image_statistics(inner_fp, cache.real_copies.cache, option.detection, device,
-                                                 (statistic,), which)
+            copies[name] += _copies_statistic(inner_fp, cache, option.detection, statistic, device, held_images)
             outside[name] += _statistic_with_copies(inner_fp, cache, option.detection, statistic, device, extra)
         held_reals = [images[i] for i in held if labels[i] == REAL]
         inner_fits.append(([held_reals, extra] if null_only else [held_reals], trained))

@@ -122,3 +122,14 @@ def test_eval_falls_back_to_the_data_digest_when_the_training_folders_are_gone(
     (artifact / "metadata.json").write_text(json.dumps(meta))
     warning, err = eval_warning(capsys, artifact, data)
     assert warning is not None and "the very images 'sd14' trained on" in warning and err.endswith(warning)
+
+
+def test_eval_warns_when_its_reals_fitted_the_null(ltim: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Half of CBSD68 widened the embedded nulls (--null-reals): an FPR measured on it is flattered."""
+    fresh = labelled_folder(tmp_path / "fresh", sorted(CBSD68.glob("*.png"))[1:2],
+                            sorted((ltim / "mj" / "1_fake").iterdir())[:1])
+    assert main(["eval", str(EMBEDDED_SD14), str(fresh), "--json", "--quiet", "--device", "cpu",
+                 "--reals", str(CBSD68)]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["warning"].startswith("34 of the 68 --reals photos fitted 'sd14''s null"), report["warning"]

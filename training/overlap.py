@@ -48,21 +48,19 @@ def training_overlap(fp: Fingerprint, data_dir: Path, reals: list[Path] | None =
     ``fp``'s training images, else None."""
     evaluated = scan(data_dir)
     pool = real_pool(reals) if reals else LabelledImages([], [])
-    pool_digests = [file_digest(p) for p in pool.paths]
-    fitted = null_fitting_digests([fp])
-    null_fitted = sum(d in fitted for d in pool_digests)
+    # data_dir's own 0_real counts too: a photo that fitted the null flatters the rate wherever it sits.
+    evaluated_digests = [file_digest(p) for p in [*evaluated.paths, *pool.paths]]
+    null_fitted = sum(d in null_fitting_digests([fp]) for d in evaluated_digests)
     if null_fitted:
-        return (f"{null_fitted} of the {len(pool.paths)} --reals photos fitted {fp.name!r}'s null (--null-reals): "
-                "its false-positive rate on them is flattered; measure it on photos it never saw")
+        return (f"{null_fitted} of the {len(evaluated_digests)} evaluated images fitted {fp.name!r}'s null "
+                "(--null-reals): its false-positive rate on them is flattered; measure it on photos it never saw")
     training = training_images(fp)
     if training is not None:
-        evaluated_digests = {file_digest(p) for p in evaluated.paths} | set(pool_digests)
-        shared = evaluated_digests & {file_digest(p) for p in training.paths}
+        shared = set(evaluated_digests) & {file_digest(p) for p in training.paths}
         if not shared:
             return None
-        total = len(evaluated.paths) + len(pool.paths)
-        return (f"{len(shared)} of the {total} evaluated images trained {fp.name!r} (same content as its "
-                "training images): these figures do not measure detection of new images")
+        return (f"{len(shared)} of the {len(evaluated_digests)} evaluated images trained {fp.name!r} (same content "
+                "as its training images): these figures do not measure detection of new images")
     if fp.metadata.get("data_digest") == evaluated.digest():
         return (f"{data_dir} holds the very images {fp.name!r} trained on (its data_digest): "
                 "these figures do not measure detection of new images")

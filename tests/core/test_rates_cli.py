@@ -99,12 +99,13 @@ def eval_warning(capsys: pytest.CaptureFixture[str], fp_dir: Path, data_dir: Pat
 def test_eval_warns_when_the_images_trained_the_fingerprint(ltim: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                              capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(REPO)  # the embedded artifacts record their training folders relative to the repository
-    mixed = labelled_folder(tmp_path / "mixed", sorted(CBSD68.glob("*.png"))[:2],
+    # Odd photos by name: the even ones fitted the embedded nulls, a warning of its own (below).
+    mixed = labelled_folder(tmp_path / "mixed", sorted(CBSD68.glob("*.png"))[1::2][:2],
                             sorted((ltim / "sd14" / "1_fake").iterdir())[:2])
     warning, err = eval_warning(capsys, EMBEDDED_SD14, mixed)
     assert warning is not None and warning.startswith("2 of the 4 evaluated images trained 'sd14'"), warning
     assert err == f"dif eval: warning: {warning}"
-    fresh = labelled_folder(tmp_path / "fresh", sorted(CBSD68.glob("*.png"))[:2],
+    fresh = labelled_folder(tmp_path / "fresh", sorted(CBSD68.glob("*.png"))[1::2][:2],
                             sorted((ltim / "mj" / "1_fake").iterdir())[:2])
     assert eval_warning(capsys, EMBEDDED_SD14, fresh) == (None, "")
 
@@ -126,10 +127,14 @@ def test_eval_falls_back_to_the_data_digest_when_the_training_folders_are_gone(
 
 def test_eval_warns_when_its_reals_fitted_the_null(ltim: Path, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    """Half of CBSD68 widened the embedded nulls (--null-reals): an FPR measured on it is flattered."""
-    fresh = labelled_folder(tmp_path / "fresh", sorted(CBSD68.glob("*.png"))[1:2],
-                            sorted((ltim / "mj" / "1_fake").iterdir())[:1])
+    """Half of CBSD68 widened the embedded nulls (--null-reals): an FPR measured on it is flattered,
+    whether the photos come as --reals or in the evaluated folder's own 0_real."""
+    photos = sorted(CBSD68.glob("*.png"))
+    fresh = labelled_folder(tmp_path / "fresh", photos[1:2], sorted((ltim / "mj" / "1_fake").iterdir())[:1])
     assert main(["eval", str(EMBEDDED_SD14), str(fresh), "--json", "--quiet", "--device", "cpu",
                  "--reals", str(CBSD68)]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert report["warning"].startswith("34 of the 68 --reals photos fitted 'sd14''s null"), report["warning"]
+    assert report["warning"].startswith("34 of the 70 evaluated images fitted 'sd14''s null"), report["warning"]
+    in_folder = labelled_folder(tmp_path / "in-folder", photos[:2], sorted((ltim / "mj" / "1_fake").iterdir())[:1])
+    warning, _ = eval_warning(capsys, EMBEDDED_SD14, in_folder)
+    assert warning is not None and warning.startswith("1 of the 3 evaluated images fitted 'sd14''s null"), warning

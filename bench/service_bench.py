@@ -13,7 +13,9 @@ bench/soak.py and the test suite).
 
 Images: every file of ../shared/data/ltim (PNG 256-512 px and JPEG up to ~1000 px).
 Fingerprints: random tensors with the default extractor: scoring cost does not
-depend on their values.
+depend on their values, only on what each is decided on. The servers score plain `z`; the
+13-vs-1 cost is also measured in-process for the embedded set's two kinds (`z_bg` of the
+lattices, `z` with the 8-pixel shift-search backstop of the mean fingerprints).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import torch
 
 from app.engine import forward, load_model_set
 from bench.ceilings import decode_ceiling
+from dif.detection import Detection
 from dif.images import decode_image
 from testkit.fingerprints import write_random_set
 from testkit.images import Blob, sample_blobs
@@ -40,6 +43,10 @@ from testkit.load.stats import LoadResult
 from testkit.servers import start_app
 
 CONCURRENCY = (1, 8, 32)
+# What a fingerprint is decided on changes what scoring computes: z_bg one more matrix product,
+# the backstop an inverse FFT per image and fingerprint over its shift window.
+DETECTIONS = {"z_bg (lattice estimators)": Detection(feature="zbg"),
+              "z + 8-px shift backstop (mean estimators)": Detection(backstop_window=8)}
 
 
 # -- in-process measurements --------------------------------------------------------------------
@@ -83,6 +90,9 @@ def main() -> None:
         sets = {13: write_random_set(root / "set13", 13), 1: write_random_set(root / "set1", 1)}
         ceiling = decode_ceiling(images, sets[1], seconds=min(args.seconds, 6.0))
         forward_ms = forward_cost(images, sets)
+        by_detection = {label: forward_cost(images, {n: write_random_set(root / f"kind{k}-{n}", n, detection=d)
+                                                     for n in (13, 1)}, batches=(1, 16))
+                        for k, (label, d) in enumerate(DETECTIONS.items())}
         runs: list[LoadResult] = []
         servers = {  # label -> (fingerprints, max batch, concurrency levels)
             "13 gen, batched (max 16)": (sets[13], 16, CONCURRENCY),
@@ -105,6 +115,25 @@ def main() -> None:
             for server in started.values():
                 server.stop()
     report(runs, ceiling, forward_ms, len(images), args)
+    report_detections(forward_ms, by_detection)
+    if args.json:
+        raw = json.loads(args.json.read_text())
+        raw["forward_ms_by_detection"] = {label: {f"{g} gen, batch {b}": v for (g, b), v in costs.items()}
+                                          for label, costs in by_detection.items()}
+        args.json.write_text(json.dumps(raw, indent=2))
+
+
+def report_detections(plain: dict[tuple[int, int], dict[str, float]],
+                      by_detection: dict[str, dict[tuple[int, int], dict[str, float]]]) -> None:
+    print("\n13 generators vs 1 by what they are decided on (model per image, residual + scoring, ms; "
+          "one thread, in-process):\n")
+    print("| decided on | batch | 1 gen | 13 gen | ratio | 13 gen vs plain z's 13 gen |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for label, costs in by_detection.items():
+        for batch in sorted({b for _, b in costs}):
+            one, many, base = (sum(c[key].values()) for c, key in
+                               ((costs, (1, batch)), (costs, (13, batch)), (plain, (13, batch))))
+            print(f"| {label} | {batch} | {one:.1f} | {many:.1f} | {many / one:.2f}x | {many / base:.2f}x |")
 
 
 def server_env(fingerprints: Path, max_batch_size: int, torch_threads: int) -> dict[str, str]:

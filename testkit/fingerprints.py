@@ -27,10 +27,10 @@ def trainer_metrics(seed: int) -> dict[str, Any]:
 
 
 def random_fingerprint(name: str, seed: int, extractor: dict[str, Any] | None = None,
-                       metadata: dict[str, Any] | None = None) -> Fingerprint:
+                       metadata: dict[str, Any] | None = None, detection: Detection | None = None) -> Fingerprint:
     tensor = torch.randn((3, 256, 256), generator=torch.Generator().manual_seed(seed))
     return Fingerprint(name=name, tensor=tensor, calibration=CALIBRATION,
-                       extractor=extractor or create(DEFAULT_EXTRACTOR).describe(), detection=Detection(),
+                       extractor=extractor or create(DEFAULT_EXTRACTOR).describe(), detection=detection or Detection(),
                        metadata={} if metadata is None else metadata)
 
 
@@ -47,11 +47,14 @@ def write_artifacts(root: Path, names: Iterable[str], first_seed: int = 0) -> Pa
     return root
 
 
-def write_random_set(root: Path, count: int, extractor: dict[str, Any] | None = None) -> Path:
-    """``count`` random fingerprints (``gen00``, ...) without metrics: any number of them, for cost benches."""
+def write_random_set(root: Path, count: int, extractor: dict[str, Any] | None = None,
+                     detection: Detection | None = None) -> Path:
+    """``count`` random fingerprints (``gen00``, ...) without metrics: any number of them, for cost benches.
+
+    ``detection`` sets what scoring computes (``z_bg``, a shift-search backstop), which is what costs."""
     width = max(2, len(str(count - 1)))
     for i in range(count):
-        fp = random_fingerprint(f"gen{i:0{width}d}", i, extractor)
+        fp = random_fingerprint(f"gen{i:0{width}d}", i, extractor, detection=detection)
         save_fingerprint(fp, root / fp.name)
     return root
 

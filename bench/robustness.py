@@ -1,6 +1,7 @@
 """Held-out fakes and unseen real photos after JPEG, resizing, shifts and crops, at the service's rule.
 
-Usage: python -m bench.robustness [--generators sd14,mj,dalle_mini] [--seed 0] [--json out.json]
+Usage: python -m bench.robustness [--generators sd14,mj,dalle_mini] [--seed 0] [--augment-jpeg 90]
+                                  [--json out.json]
 
 Each generator: 5-fold crossval on its 10+10 images with the other folders' reals pooled into
 training (as the embedded set is built), estimator chosen by inner CV. Each fold's fingerprint is
@@ -72,10 +73,10 @@ def fake_caches(name: str, extractor, detection: Detection) -> dict:  # noqa: AN
     return fakes
 
 
-def run(name: str, seed: int, extractor, reals: dict) -> dict:  # noqa: ANN001
+def run(name: str, seed: int, extractor, reals: dict, config: FitConfig) -> dict:  # noqa: ANN001
     started = time.perf_counter()
     detection = Detection()
-    data = prepared(name, extractor, FitConfig())
+    data = prepared(name, extractor, config)
     cache, own = data.cache, len(data.own.labels)
     fakes = fake_caches(name, extractor, detection)
     found: dict[str, dict[str, list[Scored]]] = {p: {"fake0": [], "fakeb": [], "real0": [], "realb": []}
@@ -83,7 +84,6 @@ def run(name: str, seed: int, extractor, reals: dict) -> dict:  # noqa: ANN001
     chosen = []
     for k, held in enumerate(stratified_folds(cache.labels[:own], 5, seed)):
         train = [i for i in data.training if i not in set(held)]
-        config = FitConfig()
         fitted = fit_fingerprint(cache, train, replace(config, train=replace(config.train, seed=seed + k)),
                                  torch.device("cpu"), progress=False, null_only=data.null_only)
         chosen.append(fitted.estimator["name"])
@@ -122,13 +122,16 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--generators", default=",".join(GENERATORS))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--augment-jpeg", type=int, action="append", default=[],
+                        help="also train on JPEG copies of both classes at this quality (repeatable, as in dif train)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     torch.set_num_threads(2)
     extractor = create(DEFAULT_EXTRACTOR)
     gens = args.generators.split(",")
     reals = photo_caches(extractor, Detection())
-    table = {name: run(name, args.seed, extractor, reals) for name in gens}
+    config = FitConfig(augment_jpeg=tuple(args.augment_jpeg))
+    table = {name: run(name, args.seed, extractor, reals, config) for name in gens}
     print("\n| perturbation | rule | " + " | ".join(gens) + " |")
     print("|---|---|" + "---|" * len(gens))
     for pert in PERTURBATIONS:

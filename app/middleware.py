@@ -113,11 +113,12 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         declared = _header(scope, b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+        size = int(declared) if declared is not None and declared.isdigit() else None
+        if size is not None and size > self.max_bytes:
             error = PayloadTooLarge(self.max_bytes)
             self.metrics.rejections.labels(reason=error.code).inc()
-            if int(declared) <= self.max_bytes + LINGER_BYTES:
-                await _drain(receive, int(declared))
+            if size <= self.max_bytes + LINGER_BYTES:
+                await _drain(receive, size)
             state = scope.get("state", {})
             await error_response(error.status, error.code, error.message, state.get("request_id"),
                                  error.headers)(scope, receive, send)

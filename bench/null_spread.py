@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from dif.decision import TAIL_QUANTILE, TAIL_Z
+from dif.decision import tail_widths
 from dif.detector import Detector
 from dif.errors import DifError
 from dif.fingerprint_set import load_fingerprint_set
@@ -29,8 +29,7 @@ from training.perturb import NULL_VARIANTS, Transform
 
 def widths(values: torch.Tensor) -> tuple[float, float, float]:
     """``fit_null``'s two readings of one column of raw statistics (sign applied), and its maximum."""
-    rms = float((values.clamp_min(0).square().mean() * 2).sqrt())
-    return rms, float(torch.quantile(values, TAIL_QUANTILE)) / TAIL_Z, float(values.max())
+    return (*tail_widths(values), float(values.max()))
 
 
 def statistics(detector: Detector, images: list[torch.Tensor], transform: Transform | None) -> torch.Tensor:

@@ -110,6 +110,21 @@ TAIL_QUANTILE = 0.98
 TAIL_Z = 2.0537489  # Phi^-1(0.98)
 
 
+def tail_widths(values: torch.Tensor) -> tuple[float, float]:
+    """Two readings of how wide real photos' oriented, finite statistics spread: ``fit_null`` takes
+    the larger (the percentile only from 50 photos on).
+
+    Only the upper tail can call a real photo fake, so the spread is read from it: for N(0, s)
+    the mean of max(x, 0)^2 is s^2 / 2. Measured about zero, not the mean, so a real class
+    that sits above zero widens the null too, while one below zero (fingerprints are fake
+    minus real residuals, so reals often anti-correlate) does not make it narrower than theory.
+    A heavy upper tail (upscaled photos against a lattice fingerprint) can hide behind a normal
+    RMS, so the 98th percentile over where N(0, 1) puts it is the second reading.
+    """
+    rms = float((values.clamp_min(0.0).square().mean() * 2.0).sqrt())
+    return rms, float(torch.quantile(values, TAIL_QUANTILE)) / TAIL_Z
+
+
 def fit_null(real_statistic: torch.Tensor, sign: float = 1.0) -> NullModel:
     """Tail correction from held-out real photos' statistic: widen the null when they spread more.
 
@@ -120,15 +135,9 @@ def fit_null(real_statistic: torch.Tensor, sign: float = 1.0) -> NullModel:
     values = values[torch.isfinite(values)]
     if values.numel() < 2:
         return NullModel(sign=sign)
-    # Only the upper tail can call a real photo fake, so the spread is read from it: for N(0, s)
-    # the mean of max(x, 0)^2 is s^2 / 2. Measured about zero, not the mean, so a real class
-    # that sits above zero widens the null too, while one below zero (fingerprints are fake
-    # minus real residuals, so reals often anti-correlate) does not make it narrower than theory.
-    spread = float((values.clamp_min(0.0).square().mean() * 2.0).sqrt())
-    # A heavy upper tail (upscaled photos against a lattice fingerprint) can hide behind a normal
-    # RMS: the 98th percentile must also sit where N(0, scale) puts it.
-    if values.numel() >= 50:
-        spread = max(spread, float(torch.quantile(values, TAIL_QUANTILE)) / TAIL_Z)
+    rms, tail = tail_widths(values)
+    # The percentile of fewer photos than this is too noisy to trust beside the RMS.
+    spread = max(rms, tail) if values.numel() >= 50 else rms
     return NullModel(scale=max(1.0, spread), sign=sign, method="gaussian+tail", n_reals=int(values.numel()),
                      observed_sd=round(spread, 4))
 

@@ -50,7 +50,8 @@ def training_overlap(fp: Fingerprint, data_dir: Path, reals: list[Path] | None =
     pool = real_pool(reals) if reals else LabelledImages([], [])
     # data_dir's own 0_real counts too: a photo that fitted the null flatters the rate wherever it sits.
     evaluated_digests = [file_digest(p) for p in [*evaluated.paths, *pool.paths]]
-    null_fitted = sum(d in null_fitting_digests([fp]) for d in evaluated_digests)
+    fitted = null_fitting_digests([fp])
+    null_fitted = sum(d in fitted for d in evaluated_digests)
     if null_fitted:
         return (f"{null_fitted} of the {len(evaluated_digests)} evaluated images fitted {fp.name!r}'s null "
                 "(--null-reals): its false-positive rate on them is flattered; measure it on photos it never saw")

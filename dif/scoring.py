@@ -95,10 +95,6 @@ def _neighbour_mean(planes: torch.Tensor) -> torch.Tensor:
     return F.conv2d(padded, _RING.to(planes.device, planes.dtype))[:, 0]
 
 
-def _signed_shift(index: torch.Tensor, size: int) -> torch.Tensor:
-    return torch.where(index > size // 2, index - size, index)
-
-
 class CorrelationScorer:
     """Standardized fingerprints and their spectra, kept on one device for repeated scoring."""
 
@@ -184,34 +180,46 @@ class CorrelationScorer:
         pce = torch.zeros_like(z)
         if image_spec is not None and searched.numel():
             surf = torch.fft.irfft2(self.cross_spectra(image_spec, searched), s=self.shape[-2:])
-            best, shift[:, searched], pce[:, searched] = self._peaks(surf, self.max_shift[searched])
+            total = energy[:, searched] if with_z else None
+            best, shift[:, searched], pce[:, searched] = self._peaks(surf, self.max_shift[searched], total)
             peak[:, searched] = best
             peak_z[:, searched] = best / rms[:, searched]
         return Scores(correlation, z, peak, peak_z, shift, pce, z_bg, peak / bg_rms)
 
-    @staticmethod
-    def _window(size: int, max_shift: torch.Tensor) -> torch.Tensor:
-        d = torch.arange(size, device=max_shift.device)
-        d = torch.minimum(d, size - d)
-        near = d[None, :] <= max_shift[:, None]  # [G, size]
-        return near[:, :, None] & near[:, None, :]
+    def _peaks(self, surf: torch.Tensor, max_shift: torch.Tensor, total: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Best correlation within each generator's window, its signed shift and its PCE.
 
-    def _peaks(self, surf: torch.Tensor, max_shift: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        Only the window (and the PCE's exclusion ring around it) is read: the search's cost is
+        per image *and* generator, and masking and reducing whole surfaces was a third of it
+        (docs/service.md). ``total``: each surface's mean square, which the caller already has
+        by Parseval (``_energy``), so the PCE's far-field energy is the total less the few
+        values near the peak.
+        """
         n, g, h, w = surf.shape
-        masked = surf.masked_fill(~self._window(h, max_shift), float("-inf")).reshape(n, g, -1)
-        peak, index = masked.max(dim=2)
-        dy, dx = index // w, index % w
-        shift = torch.stack([_signed_shift(dy, h), _signed_shift(dx, w)], dim=-1)
-        return peak, shift, self._pce(surf, dy, dx, peak)
+        reach = int(max_shift.max()) + self.pce_exclude
+        # Signed offsets around zero shift, each surface cell at most once (a window wider than
+        # the surface is the whole surface).
+        dy = torch.arange(-min(reach, (h - 1) // 2), min(reach, h // 2) + 1, device=surf.device)
+        dx = torch.arange(-min(reach, (w - 1) // 2), min(reach, w // 2) + 1, device=surf.device)
+        window = surf[:, :, dy.remainder(h)][:, :, :, dx.remainder(w)]  # [n, g, Sy, Sx]
+        inside = ((dy.abs()[None, :, None] <= max_shift[:, None, None])
+                  & (dx.abs()[None, None, :] <= max_shift[:, None, None]))  # [g, Sy, Sx]
+        peak, index = window.masked_fill(~inside, float("-inf")).reshape(n, g, -1).max(dim=2)
+        iy, ix = index // dx.numel(), index % dx.numel()
+        shift = torch.stack([dy[iy], dx[ix]], dim=-1)
+        if total is None:
+            total = surf.square().mean(dim=(2, 3))
+        return peak, shift, self._pce(window, iy, ix, peak, total * (h * w), h * w)
 
-    def _pce(self, surf: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, peak: torch.Tensor) -> torch.Tensor:
-        """Signed peak² over the mean energy of the surface away from the peak."""
-        _, _, h, w = surf.shape
-        ys = torch.arange(h, device=surf.device)[None, None, :, None]
-        xs = torch.arange(w, device=surf.device)[None, None, None, :]
-        ddy = (ys - dy[..., None, None]).remainder(h)
-        ddx = (xs - dx[..., None, None]).remainder(w)
-        ddy, ddx = torch.minimum(ddy, h - ddy), torch.minimum(ddx, w - ddx)
-        far = (ddy > self.pce_exclude) | (ddx > self.pce_exclude)
-        energy = (surf.square() * far).sum(dim=(2, 3)) / far.sum(dim=(2, 3)).clamp_min(1)
-        return torch.sign(peak) * peak.square() / energy.clamp_min(1e-20)
+    def _pce(self, window: torch.Tensor, iy: torch.Tensor, ix: torch.Tensor, peak: torch.Tensor,
+             total: torch.Tensor, cells: int) -> torch.Tensor:
+        """Signed peak² over the mean energy of the surface away from the peak (beyond ``pce_exclude``
+        in either axis): ``total``, the whole surface's sum of squares, less the square around it."""
+        rows = torch.arange(window.shape[-2], device=window.device)
+        cols = torch.arange(window.shape[-1], device=window.device)
+        near = (((rows - iy[..., None]).abs() <= self.pce_exclude)[..., :, None]
+                & ((cols - ix[..., None]).abs() <= self.pce_exclude)[..., None, :])  # [n, g, Sy, Sx]
+        near_energy = (window.square() * near).sum(dim=(2, 3))
+        far = (total - near_energy).clamp_min(0.0) / (cells - near.sum(dim=(2, 3))).clamp_min(1)
+        return torch.sign(peak) * peak.square() / far.clamp_min(1e-20)

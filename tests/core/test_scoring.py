@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import torch
 
@@ -65,3 +67,45 @@ def test_crops_of_one_image_average_coherently():
     one = CorrelationScorer(fps).score(crops[:1], torch.zeros(1, dtype=torch.long), 1).z
     eight = CorrelationScorer(fps).score(crops, torch.zeros(8, dtype=torch.long), 1).z
     assert eight[0, 0] > 1.4 * one[0, 0]
+
+
+def _full_surface_search(surface: torch.Tensor, max_shift: list[int], exclude: int):
+    """The shift search read off whole surfaces, the plain way: what the scorer's window-only search must equal."""
+    n, g, h, w = surface.shape
+    signed = lambda i, size: i - size if i > size // 2 else i  # noqa: E731
+    peaks, shifts, pces = torch.zeros(n, g), torch.zeros(n, g, 2, dtype=torch.long), torch.zeros(n, g)
+    for i in range(n):
+        for j in range(g):
+            best, where = -float("inf"), (0, 0)
+            for y in range(h):
+                for x in range(w):
+                    if abs(signed(y, h)) <= max_shift[j] and abs(signed(x, w)) <= max_shift[j]:
+                        if surface[i, j, y, x] > best:
+                            best, where = float(surface[i, j, y, x]), (y, x)
+            far = [float(surface[i, j, y, x]) ** 2 for y in range(h) for x in range(w)
+                   if min((y - where[0]) % h, (where[0] - y) % h) > exclude
+                   or min((x - where[1]) % w, (where[1] - x) % w) > exclude]
+            peaks[i, j] = best
+            shifts[i, j] = torch.tensor([signed(where[0], h), signed(where[1], w)])
+            pces[i, j] = math.copysign(best**2, best) / (sum(far) / len(far))
+    return peaks, shifts, pces
+
+
+def test_the_window_search_equals_a_search_of_the_whole_surface():
+    """Only the window is read and the PCE's far energy comes from Parseval: same peak, shift and PCE."""
+    torch.manual_seed(6)
+    fps = torch.randn(3, 3, 32, 32)
+    res = torch.randn(4, 3, 32, 32)
+    res[1] += 0.5 * torch.roll(fps[2], shifts=(3, -2), dims=(1, 2))  # a clear peak inside gen 2's window
+    res[2] += 0.5 * torch.roll(fps[0], shifts=(-1, 1), dims=(1, 2))
+    windows = [1, 4, 15]  # the last as wide as the surface allows
+    for with_z in (True, False):
+        scorer = CorrelationScorer(fps, max_shift=torch.tensor(windows))
+        s = scorer.score(res, torch.arange(4), 4, with_z=with_z)
+        spec = torch.fft.rfft2(scorer.crop_mean(res, torch.arange(4), 4).reshape(4, 3, 32, 32))
+        surface = torch.fft.irfft2(scorer.cross_spectra(spec), s=(32, 32))
+        peaks, shifts, pces = _full_surface_search(surface, windows, scorer.pce_exclude)
+        assert torch.allclose(s.peak, peaks, atol=1e-6)
+        assert torch.equal(s.shift, shifts)
+        assert torch.allclose(s.pce, pces, rtol=1e-3)
+    assert tuple(s.shift[1, 2].tolist()) == (3, -2) and s.pce[1, 2] > 50

@@ -107,10 +107,10 @@ class ModelSet:
 
 
 def load_model_set(root: Path, extractor_dir: Path | None, device: torch.device, version: int,
-                   precision: str = "fp32", abstain_weak: bool = True) -> ModelSet:
+                   precision: str = "fp32") -> ModelSet:
     """Load and validate every artifact under ``root`` onto ``device`` (blocking: call from a thread)."""
     loaded = load_fingerprint_set(root, extractor_dir)
-    detector = Detector(loaded.fingerprints, loaded.extractor, device, precision=precision, abstain_weak=abstain_weak)
+    detector = Detector(loaded.fingerprints, loaded.extractor, device, precision=precision)
     return ModelSet(detector=detector, extractor_key=loaded.extractor_key, version=version, source=Path(root))
 
 
@@ -140,10 +140,8 @@ class Engine:
     """Holds the current ``ModelSet``; prepares uploads and runs forward passes."""
 
     def __init__(self, fingerprints_dir: Path, extractor_dir: Path | None, device: torch.device, max_pixels: int,
-                 precision: str = "fp32", provenance: bool = True, trust_anchors: str | None = None,
-                 abstain_weak: bool = True):
+                 precision: str = "fp32", provenance: bool = True, trust_anchors: str | None = None):
         self.precision = precision
-        self.abstain_weak = abstain_weak
         self.provenance = provenance
         self.trust_anchors = trust_anchors  # PEM bundle, checked at start-up
         self.fingerprints_dir = fingerprints_dir
@@ -168,7 +166,7 @@ class Engine:
         reloads under the service's reload lock), so the next number is free until ``install`` takes it."""
         started = time.perf_counter()
         model = load_model_set(self.fingerprints_dir, self.extractor_dir, self.device, self._versions + 1,
-                               self.precision, self.abstain_weak)
+                               self.precision)
         log.info("loaded %d fingerprints (%s) from %s on %s (%s) in %.2fs", len(model.names), model.extractor_key,
                  self.fingerprints_dir, self.device, "bf16" if model.detector.low_precision else "fp32",
                  time.perf_counter() - started)

@@ -27,16 +27,11 @@ class ErrorBody(BaseModel):
 class GeneratorScoreOut(BaseModel):
     generator: str
     p_value: float = Field(description="how often a real photo scores at least this high against this generator "
-                                       "(per generator; the verdict divides the rate among the voting generators)")
-    score: float = Field(description="evidence in [0, 1]: log(p_adj) / (2 log rate) with p_adj = min(1, V p), V "
-                                     "the number of voting generators, clipped; 0 = none, 0.5 exactly at the "
-                                     "operating point, 1 at p_adj <= rate^2; under 0.5 for one that does not vote. "
+                                       "(per generator; the verdict divides the rate among all loaded generators)")
+    score: float = Field(description="evidence in [0, 1]: log(p_adj) / (2 log rate) with p_adj = min(1, G p), "
+                                     "clipped; 0 = none, 0.5 exactly at the operating point, 1 at p_adj <= rate^2. "
                                      "Not a probability")
-    fake: bool = Field(description="this generator passes at the operating point (score >= 0.5); never for one "
-                                   "that does not vote")
-    votes: bool = Field(description="takes part in the verdict: false for a weak fingerprint (cross-validated TPR "
-                                    "at 1 % under 0.5, see GET /generators), which is scored and shown but "
-                                    "abstains, so the rate is split over the voters alone (DIF_WEAK_FINGERPRINTS)")
+    fake: bool = Field(description="this generator passes at the operating point (score >= 0.5)")
     statistic: float = Field(description="what the p-value is computed from: z or z_bg at zero shift (peak_z for "
                                          "a shift-searching fingerprint), oriented so that fakes score high. "
                                          "Fingerprints with a shift backstop also test the best shift of their "
@@ -218,13 +213,10 @@ class GeneratorOut(BaseModel):
     crossval_accuracy: float | None = Field(description="balanced k-fold accuracy at FPR 1 % recorded by the trainer")
     tpr_at_fpr: dict[str, float | None] = Field(
         description="cross-validated share of this generator's unseen images answered fake at whole-set "
-                    "false-positive rates 0.01 and 0.05, the rate split over every generator loaded now (a lower "
-                    "bound when weak ones abstain: the voters split it among fewer); null if not measured")
+                    "false-positive rates 0.01 and 0.05, with the generators loaded now; null if not measured")
     tpr_at_operating_point: float | None = Field(description="the same at DIF_FALSE_POSITIVE_RATE")
     weak: bool | None = Field(description="true when tpr_at_operating_point < 0.5: the generator is loaded but most "
                                           "of its images are missed; null if not measured")
-    votes: bool = Field(description="takes part in verdicts (at any rate): false for a fingerprint weak at "
-                                    "1 % while DIF_WEAK_FINGERPRINTS=abstain and some loaded one is not weak")
     schema_version: int = Field(description="artifact schema; 1 = migrated (null derived, no TPR recorded)")
     metadata: dict[str, Any]
 

@@ -44,8 +44,7 @@ class Service:
         # error (`dif serve: error: DIF_C2PA_TRUST_ANCHORS=...`), like an invalid DIF_* value.
         self.trust_anchors = settings.trust_anchors_pem()
         self.engine = Engine(settings.fingerprints_dir, settings.extractor_dir, self.device, settings.max_pixels,
-                             settings.precision, settings.provenance, self.trust_anchors,
-                             abstain_weak=settings.weak_fingerprints == "abstain")
+                             settings.precision, settings.provenance, self.trust_anchors)
         # Threads are started lazily by the pools. One inference thread: batches run one at a
         # time and each uses all of torch's intra-op threads.
         self.decode_pool = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="dif-decode")

@@ -49,9 +49,6 @@ class Settings(BaseSettings):
     false_positive_rate: float = Field(DEFAULT_RATE, ge=MIN_RATE, le=MAX_RATE)
     # Looser rate below which an image that is not `fake` is answered `inconclusive`.
     inconclusive_rate: float = Field(DEFAULT_INCONCLUSIVE_RATE, ge=MIN_RATE, le=MAX_RATE)
-    # A fingerprint whose cross-validated TPR at 1 % is under 0.5 abstains from verdicts (still
-    # scored and shown), so it does not spend the rate on real photos; "vote" lets it vote anyway.
-    weak_fingerprints: Literal["abstain", "vote"] = "abstain"
     # Read declared provenance (C2PA, XMP, EXIF, PNG text) of every upload (docs/provenance.md).
     provenance: bool = True
     # PEM bundle of CA certificates whose C2PA signers are trusted. Unset: none is, so no

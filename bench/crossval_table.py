@@ -1,7 +1,7 @@
 """TPR at a whole-set false-positive rate of 1 % and 5 % per generator, beside the reference's figures.
 
 Usage: python -m bench.crossval_table [--seeds 0,1,2] [--rows embedded,reference] [--generators sd14,mj]
-                                     [--unet-steps 100,300,1000] [--family-sizes 5,3] [--json out.json]
+                                     [--unet-steps 100,300,1000] [--json out.json]
 
 Each "ours" row is one 5-fold crossval per generator and seed (3-4 minutes on 2 cores with the
 inner-CV choice): ``--rows`` picks the rows to run (default: all).
@@ -31,7 +31,7 @@ import torch
 
 from bench.common import GENERATORS, REFERENCE_ACCURACY, prepared, unseen_photos
 from dif.artifact import Detection, Fingerprint
-from dif.decision import REPORTED_RATES, detection_rate, rate_key
+from dif.decision import REPORTED_RATES, rate_key
 from dif.extractors import DEFAULT_EXTRACTOR, ResidualExtractor, create
 from testkit.paths import LTIM, REFERENCE
 from training.data import build_cache, scan
@@ -49,56 +49,39 @@ ROWS = {
 }
 
 
-def summarise(reports: list[dict], fakes: int, family_size: int = DEFAULT_FAMILY_SIZE) -> dict[str, object]:
-    """Mean over seeds; TPR and FPR re-derived from the recorded p-values at ``family_size`` where
-    the reports carry them (a crossval is run at the default family of five)."""
-    cell: dict[str, object] = {"auc": sum(r["auc_unseen_reals"] for r in reports) / len(reports),
-                               "family_size": family_size}
+def summarise(reports: list[dict], fakes: int) -> dict[str, object]:
+    cell: dict[str, object] = {"auc": sum(r["auc_unseen_reals"] for r in reports) / len(reports)}
     for rate in REPORTED_RATES:
         key = rate_key(rate)
-        tpr = sum(_rate(r, "heldout_fake_p", "tpr_at_fpr", rate, family_size) for r in reports) / len(reports)
+        tpr = sum(r["tpr_at_fpr"][key] for r in reports) / len(reports)
         cell[f"tpr@{key}"] = tpr
         cell[f"tpr@{key}_interval"] = wilson(round(tpr * fakes), fakes)
-        cell[f"fpr@{key}"] = sum(_rate(r, "unseen_real_p", "fpr_at", rate, family_size)
-                                 for r in reports) / len(reports)
+        cell[f"fpr@{key}"] = sum(r["fpr_at"][key] for r in reports) / len(reports)
     return cell
 
 
-def _rate(report: dict, p_key: str, rate_field: str, rate: float, family_size: int) -> float:
-    if report.get(p_key):
-        return detection_rate(torch.tensor(report[p_key]), rate, family_size)
-    if family_size != report.get("family_size", DEFAULT_FAMILY_SIZE):
-        raise ValueError(f"no {p_key} recorded: cannot re-derive a rate at a family of {family_size}")
-    return float(report[rate_field][rate_key(rate)])
-
-
-Table = dict[int, dict[str, dict[str, object]]]  # family size -> generator -> cell
-
-
-def ours(config: FitConfig, pool: bool, seeds: list[int], generators: list[str], families: list[int]) -> Table:
+def ours(config: FitConfig, pool: bool, seeds: list[int], generators: list[str]) -> dict[str, dict[str, object]]:
     extractor = create(DEFAULT_EXTRACTOR)
-    out: Table = {n: {} for n in families}
+    out = {}
     for name in generators:
         data = prepared(name, extractor, config, pool_reals=pool)
         started = time.perf_counter()
         reports = [crossval_cache(data.cache, config, 5, torch.device("cpu"), seed=s, progress=False,
                                   evaluated=len(data.own.labels), reals=data.pool, null_only=data.null_only)
                    for s in seeds]
-        seconds = (time.perf_counter() - started) / len(seeds)
-        for n in families:
-            out[n][name] = {**summarise(reports, data.own.count(1), n), "seconds_per_crossval": seconds}
-            print(name, out[n][name], flush=True)
+        out[name] = {**summarise(reports, data.own.count(1)),
+                     "seconds_per_crossval": (time.perf_counter() - started) / len(seeds)}
+        print(name, out[name], flush=True)
     return out
 
 
-def reference(generators: list[str], families: list[int]) -> Table:
+def reference(generators: list[str]) -> dict[str, dict[str, object]]:
     """The released reference fingerprints, with our extractor and our rule, on all 10 fakes."""
     extractor = create(DEFAULT_EXTRACTOR)
-    out: Table = {n: {} for n in families}
+    out = {}
     for name in generators:
-        report = _score(import_reference(REFERENCE / name), extractor, name)
-        for n in families:
-            out[n][name] = summarise([report], 10, n)
+        fp = import_reference(REFERENCE / name)
+        out[name] = summarise([_score(fp, extractor, name)], 10)
     return out
 
 
@@ -113,8 +96,7 @@ def _score(fp: Fingerprint, extractor: ResidualExtractor, name: str) -> dict[str
     own, labels = scored(scan(LTIM / name))
     fake = own[labels == 1]
     unseen, _ = scored(unseen_photos())
-    return {**rate_report(fake.p, unseen.p, DEFAULT_FAMILY_SIZE), "auc_unseen_reals": auc_of(fake, unseen),
-            "heldout_fake_p": fake.p.tolist(), "unseen_real_p": unseen.p.tolist()}
+    return {**rate_report(fake.p, unseen.p, DEFAULT_FAMILY_SIZE), "auc_unseen_reals": auc_of(fake, unseen)}
 
 
 def main() -> None:
@@ -125,14 +107,10 @@ def main() -> None:
     parser.add_argument("--unet-width", type=int, default=16)
     parser.add_argument("--rows", default=",".join(ROWS), help=f"which rows to run, of {', '.join(ROWS)}")
     parser.add_argument("--generators", default=",".join(GENERATORS))
-    parser.add_argument("--family-sizes", default=str(DEFAULT_FAMILY_SIZE),
-                        help="whole-set rate split over this many generators; several (e.g. 5,3) print a row each, "
-                             "from the same crossvals (3: the embedded set's voters, weak ones abstaining)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     torch.set_num_threads(2)
     seeds = [int(s) for s in args.seeds.split(",")]
-    families = [int(n) for n in args.family_sizes.split(",")]
     wanted = [r for r in args.rows.split(",") if r]
     gens = args.generators.split(",")
     if unknown := sorted(set(wanted) - set(ROWS)) + sorted(set(gens) - set(GENERATORS)):
@@ -140,31 +118,26 @@ def main() -> None:
     base = FitConfig(train=TrainConfig(prior="mean"), detection=Detection())
     plain = replace(base, estimator="flags")
     runs = {
-        "cv": lambda: ours(base, pool=False, seeds=seeds, generators=gens, families=families),
-        "embedded": lambda: ours(base, pool=True, seeds=seeds, generators=gens, families=families),
-        "plain": lambda: ours(plain, pool=True, seeds=seeds, generators=gens, families=families),
-        "reference": lambda: reference(gens, families),
+        "cv": lambda: ours(base, pool=False, seeds=seeds, generators=gens),
+        "embedded": lambda: ours(base, pool=True, seeds=seeds, generators=gens),
+        "plain": lambda: ours(plain, pool=True, seeds=seeds, generators=gens),
+        "reference": lambda: reference(gens),
     }
-
-    def labelled(text: str, family: int) -> str:
-        return text if families == [DEFAULT_FAMILY_SIZE] else f"{text}, family of {family}"
-
-    rows = {labelled(ROWS[key], n): found for key in ROWS if key in wanted for n, found in runs[key]().items()}
+    rows = {ROWS[key]: runs[key]() for key in ROWS if key in wanted}
     for steps in [int(n) for n in args.unet_steps.split(",") if n]:
         # "flags": the U-Net itself, not the inner-CV choice among the closed-form estimators;
         # "train": theory's null, no inner folds (each would train the U-Net again).
         unet = replace(plain, train=replace(base.train, prior="unet", steps=steps, width=args.unet_width, lr=3e-3),
                        calibration="train")
-        for n, found in ours(unet, False, seeds[:1], gens, families).items():
-            rows[labelled(f"DIF U-Net prior ({steps} steps, width {args.unet_width})", n)] = found
+        rows[f"DIF U-Net prior ({steps} steps, width {args.unet_width})"] = ours(unet, False, seeds[:1], gens)
     print(f"\nTPR at whole-set FPR 1 % [95 % interval] / TPR at 5 % / AUC vs unseen reals; FPR measured on "
-          f"the half of CBSD68 no fingerprint fits on (seeds {args.seeds}, family of {args.family_sizes})\n")
+          f"the half of CBSD68 no fingerprint fits on (seeds {args.seeds}, family of {DEFAULT_FAMILY_SIZE})\n")
     print("| method | " + " | ".join(gens) + " |")
     print("|---" * (len(gens) + 1) + "|")
     for label, res in rows.items():
-        texts = [f"{r['tpr@0.01']:.2f} [{r['tpr@0.01_interval'][0]:.2f}-{r['tpr@0.01_interval'][1]:.2f}] / "
+        cells = [f"{r['tpr@0.01']:.2f} [{r['tpr@0.01_interval'][0]:.2f}-{r['tpr@0.01_interval'][1]:.2f}] / "
                  f"{r['tpr@0.05']:.2f} / {r['auc']:.2f}" for r in (res[g] for g in gens)]
-        print(f"| {label} | " + " | ".join(texts) + " |")
+        print(f"| {label} | " + " | ".join(cells) + " |")
     print("| reference pipeline, published accuracy % (its own threshold, not a stated FPR) | "
           + " | ".join(f"{REFERENCE_ACCURACY[g] * 100:.0f}" for g in gens) + " |")
     print("\nFPR on the unseen reals at 1 % / 5 % (whole set):")

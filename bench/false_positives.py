@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from dif.artifact import Fingerprint, load_all
-from dif.decision import REPORTED_RATES, OperatingPoint, passing, rate_key
+from dif.decision import REPORTED_RATES, OperatingPoint, rate_key
 from dif.detector import Detector
 from dif.extractors import create
 from dif.images import decode_image
@@ -86,14 +86,9 @@ def p_values(detector: Detector, paths: list[Path], transform: Transform | None)
     return torch.tensor(rows, dtype=torch.float64)
 
 
-def called_fake(votes: list[bool], p: torch.Tensor, rate: float) -> torch.Tensor:
-    """``[N, G]``: who calls each photo fake at ``rate``, by the service's rule (Bonferroni over the voters)."""
-    return passing(p, rate, torch.tensor(votes).expand(p.shape))
-
-
-def counts(votes: list[bool], p: torch.Tensor, rate: float) -> dict[str, object]:
-    """Whole-set and per-generator false positives at ``rate``."""
-    flagged = called_fake(votes, p, rate)
+def counts(p: torch.Tensor, rate: float) -> dict[str, object]:
+    """Whole-set and per-generator false positives at ``rate`` (Bonferroni, as the service)."""
+    flagged = p * p.shape[1] <= rate
     n = p.shape[0]
     overall = int(flagged.any(dim=1).sum())
     return {"overall": overall, "n": n, "fpr": overall / n, "interval": wilson(overall, n),
@@ -116,7 +111,7 @@ def plot(results: dict[str, torch.Tensor], detector: Detector, out: Path) -> Non
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.5))
     pooled = {"all variants pooled": torch.cat(list(results.values()))}
     for name, p in {**results, **pooled}.items():
-        observed = [float(called_fake(detector.votes, p, r).any(dim=1).double().mean()) for r in CURVE_RATES]
+        observed = [float((p * p.shape[1] <= r).any(dim=1).double().mean()) for r in CURVE_RATES]
         style = {"color": "black", "lw": 2.5} if name in pooled else {"lw": 1.0, "alpha": 0.8}
         # Zero observed false positives are drawn on the floor of the axis.
         left.plot(CURVE_RATES, np.maximum(observed, 1e-4), label=f"{name} (n={p.shape[0]})", **style)
@@ -147,38 +142,24 @@ def main() -> None:
     parser.add_argument("--reals", type=Path, action="append", default=[])
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--png", type=Path, default=None)
-    parser.add_argument("--weak-fingerprints", choices=("abstain", "vote"), default="abstain",
-                        help="the rule of the table (DIF_WEAK_FINGERPRINTS); the other is summarised below it")
     args = parser.parse_args()
     torch.set_num_threads(2)
     fingerprints = load_all(args.fingerprints)
-    detector = Detector(fingerprints, create(fingerprints[0].extractor_key), "cpu",
-                        abstain_weak=args.weak_fingerprints == "abstain")
+    detector = Detector(fingerprints, create(fingerprints[0].extractor_key), "cpu")
     paths, skipped = unseen_reals(args.reals or [CBSD68], fingerprints)
     print(f"{len(paths)} real photos no loaded fingerprint trained on or fitted its null on ({skipped} skipped); "
           f"generators: {', '.join(detector.names)}", flush=True)
     results = {name: p_values(detector, paths, transform) for name, transform in VARIANTS.items()}
     report: dict[str, object] = {"generators": detector.names, "n_photos": len(paths), "skipped_trained": skipped,
-                                 "weak_fingerprints": args.weak_fingerprints,
-                                 "votes": detector.votes, "variants": {}}
-    print("voting: " + " ".join(n for n, v in zip(detector.names, detector.votes, strict=True) if v))
+                                 "variants": {}}
     header = " | ".join(f"at {r:.0%}: fake (FPR, 95 % CI) | per generator" for r in REPORTED_RATES)
     print(f"\n| variant | {header} |\n|---|" + "---|---|" * len(REPORTED_RATES))
     for name, p in list(results.items()) + [("all variants", torch.cat(list(results.values())))]:
-        cells = {rate_key(r): counts(detector.votes, p, r) for r in REPORTED_RATES}
+        cells = {rate_key(r): counts(p, r) for r in REPORTED_RATES}
         report["variants"][name] = cells  # type: ignore[index]
         row = " | ".join(f"{c['overall']}/{c['n']} ({c['fpr']:.3f}, {c['interval'][0]:.3f}-{c['interval'][1]:.3f})"
                          f" | {' '.join(map(str, c['per_generator']))}" for c in cells.values())
         print(f"| {name} | {row} |")
-    # The other policy, from the same p-values.
-    other = "vote" if args.weak_fingerprints == "abstain" else "abstain"
-    votes = Detector(fingerprints, detector.extractor, "cpu", abstain_weak=other == "abstain").votes
-    every = torch.cat(list(results.values()))
-    alternative = {rate_key(r): counts(votes, every, r) for r in REPORTED_RATES}
-    report[f"all variants, weak fingerprints {other}"] = alternative
-    print(f"\nall variants with DIF_WEAK_FINGERPRINTS={other}: " + ", ".join(
-        f"{c['overall']}/{c['n']} ({c['fpr']:.3f}) at {k}, per generator {c['per_generator']}"
-        for k, c in alternative.items()))
     # The plain photos one more way: the operating point the service runs at by default.
     default = detector.predict([detector.prepare(decode_image(p)) for p in paths[:8]], OperatingPoint())
     print(f"\nfirst 8 photos at the default point: {[v.verdict for v in default.images]}")

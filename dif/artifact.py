@@ -28,7 +28,7 @@ from safetensors.torch import load, save
 
 from dif import __version__
 from dif.calibration import Calibration
-from dif.decision import NullModel, detection_rate
+from dif.decision import NullModel
 from dif.detection import FEATURES as FEATURES  # re-exported: its home is torch-free
 from dif.detection import Detection
 from dif.errors import ArtifactError
@@ -95,13 +95,6 @@ class Fingerprint:
     def null_model(self) -> NullModel:
         assert self.null is not None  # set in __post_init__
         return self.null
-
-    def expected_tpr(self, rate: float, family_size: int) -> float | None:
-        """Cross-validated TPR at a whole-set ``rate`` split over ``family_size`` generators, from the held-out
-        fakes' p-values the trainer recorded (None for an artifact trained without --crossval)."""
-        if self.crossval is None or not self.crossval.heldout_fake_p:
-            return None
-        return detection_rate(torch.tensor(self.crossval.heldout_fake_p), rate, family_size)
 
     @property
     def crop_size(self) -> int:

@@ -60,7 +60,6 @@ class GeneratorScore:
     peak_z: float
     shift: tuple[int, int]
     pce: float
-    votes: bool = True  # False: a weak fingerprint that abstains from the verdict (older servers: all vote)
 
 
 @dataclass(frozen=True)
@@ -98,7 +97,6 @@ class GeneratorInfo:
     tpr_at_fpr: Mapping[str, float | None]
     tpr_at_operating_point: float | None
     weak: bool | None
-    votes: bool
     raw: Mapping[str, Any] = field(repr=False, compare=False)
 
 
@@ -235,7 +233,7 @@ def _score(entry: Mapping[str, Any]) -> GeneratorScore:
     return GeneratorScore(
         generator=entry["generator"], p_value=entry["p_value"], score=entry["score"], fake=entry["fake"],
         statistic=entry["statistic"], correlation=entry["correlation"], z=entry["z"], peak_z=entry["peak_z"],
-        shift=(int(dy), int(dx)), pce=entry["pce"], votes=bool(entry.get("votes", True)),
+        shift=(int(dy), int(dx)), pce=entry["pce"],
     )
 
 
@@ -243,7 +241,7 @@ def _generator_info(entry: Mapping[str, Any]) -> GeneratorInfo:
     return GeneratorInfo(
         name=entry["name"], crop_size=entry["crop_size"], crossval_accuracy=entry.get("crossval_accuracy"),
         tpr_at_fpr=dict(entry.get("tpr_at_fpr") or {}), tpr_at_operating_point=entry.get("tpr_at_operating_point"),
-        weak=entry.get("weak"), votes=bool(entry.get("votes", True)), raw=entry,
+        weak=entry.get("weak"), raw=entry,
     )
 
 

@@ -12,22 +12,15 @@ identification (PRNU), the rule is a threshold on a statistic with a known null:
   held-out real photos at training time (never tighter than the theory); ``searched`` is the
   number of shifts a shift-searching statistic took the best of (the maximum of many noisy
   correlations is larger than one: Sidak correction).
-- Family-wise control: with V generators voting (below) each is tested at ``rate / V``
-  (Bonferroni), so the chance that a real photo is called fake *by the whole set* stays at most
-  ``rate`` however many generators are added.
-- ``score`` in [0, 1]: ``log(p_adj) / (2 log(rate))`` clipped, with ``p_adj = min(1, V p)``.
+- Family-wise control: with G generators loaded each is tested at ``rate / G`` (Bonferroni),
+  so the chance that a real photo is called fake *by the whole set* stays at most ``rate``
+  however many generators are added.
+- ``score`` in [0, 1]: ``log(p_adj) / (2 log(rate))`` clipped, with ``p_adj = min(1, G p)``.
   0 = no evidence, exactly 0.5 at the operating point (``score >= 0.5`` <=> ``fake``), 1 at a
   family-wise p-value of ``rate**2`` or smaller. It ranks evidence; it is not a probability.
 - ``verdict``: ``fake`` (some generator passes at ``rate``), ``inconclusive`` (the best one
   passes only at the looser ``inconclusive_rate``: worth a human look), else ``real`` (not made
   by any loaded generator, as far as the fingerprints can tell).
-- Weak fingerprints abstain. A fingerprint whose cross-validated TPR at 1 % is under
-  ``WEAK_TPR`` (recorded by the trainer) misses most of its generator's images, yet as a
-  member of the family it would spend its share of the rate on real photos: measured on the
-  embedded set, the two weak ones (GLIDE and DALL-E 2, TPR 0) made 4 of the 5 false positives
-  at 1 % and 15 of 17 at 5 %. So only the others *vote*: the rate is split over the voters,
-  and a weak fingerprint is still scored and shown but never makes a verdict ``fake`` (nor
-  names a generator). A set with no strong fingerprint lets every one vote.
 - ``top``: the generator blamed, only when its evidence beats every other's by a margin.
   Related generators (a fine-tune and its parent, MidJourney and Stable Diffusion sharing a
   decoder) leave related fingerprints, so a fake of one also raises the other's statistic,
@@ -63,11 +56,6 @@ AMBIGUITY_MARGIN = 1.645 * math.sqrt(2.0)
 # sharing a decoder: MidJourney and Stable Diffusion's 8-pixel VAE grid) scores in proportion to
 # what it shares: one within half of the strongest's evidence is not ruled out either.
 RELATIVE_MARGIN = 0.5
-# Below this cross-validated TPR a fingerprint misses most of its generator's images: it is shown as
-# weak and abstains from verdicts (``voters``). Read at WEAK_AT, the rate every accuracy figure is
-# published at, for any requested rate: who votes is a property of the set, not of a request.
-WEAK_TPR = 0.5
-WEAK_AT = DEFAULT_RATE
 
 
 def check_rate(rate: float | str, what: str = "false-positive rate") -> float:
@@ -222,26 +210,15 @@ class OperatingPoint:
         check_rate(self.inconclusive_rate, "inconclusive rate")
 
 
-def voters(expected_tpr: Sequence[float | None]) -> list[bool]:
-    """Which fingerprints vote, from each one's cross-validated TPR at ``WEAK_AT``.
-
-    Not measured (None) votes: nothing says it is weak. When none is strong every one votes, so
-    a set of weak fingerprints still answers as well as it can rather than never.
-    """
-    strong = [tpr is None or tpr >= WEAK_TPR for tpr in expected_tpr]
-    return strong if any(strong) else [True] * len(strong)
-
-
 @dataclass(frozen=True)
 class Decisions:
     """Every decision of a batch, ``[N, G]`` per generator and ``[N]`` per image."""
 
     p_value: torch.Tensor  # raw per-generator p-value
-    votes: torch.Tensor  # bool [N, G]: the generator takes part in the verdict (``voters``)
-    adjusted: torch.Tensor  # min(1, V p), V voters: family-wise
+    adjusted: torch.Tensor  # min(1, G p): family-wise
     fake: torch.Tensor  # bool [N, G]
     score: torch.Tensor  # [N, G] in [0, 1]
-    family_p: torch.Tensor  # [N]: smallest adjusted p-value of a voter
+    family_p: torch.Tensor  # [N]: smallest adjusted p-value
     verdict: list[str]
     top: list[int | None]  # generator index of the one blamed, or None (nothing passes, or ambiguous)
     candidates: list[list[int]]  # of a fake: the generators within the margin of the strongest, strongest first
@@ -252,43 +229,28 @@ def evidence_units(p: torch.Tensor) -> torch.Tensor:
     return -torch.special.ndtri(p.double().clamp(1e-300, 1.0))
 
 
-def decide(p: torch.Tensor, points: Sequence[OperatingPoint], votes: torch.Tensor | None = None) -> Decisions:
-    """Decisions for ``p`` ``[N, G]`` with one operating point per image; ``votes`` ``[N, G]`` (default:
-    all) says which generators take part, and the rate is split over them alone."""
+def decide(p: torch.Tensor, points: Sequence[OperatingPoint]) -> Decisions:
+    """Decisions for ``p`` ``[N, G]`` with one operating point per image."""
     count, generators = p.shape
     if len(points) != count:
         raise ValueError(f"{count} images but {len(points)} operating points")
-    votes = torch.ones(p.shape, dtype=torch.bool) if votes is None else votes.bool()
     rate = torch.tensor([pt.rate for pt in points], dtype=torch.float64)[:, None]
     loose = torch.tensor([pt.inconclusive_rate for pt in points], dtype=torch.float64)
-    adjusted = family_adjusted(p, votes)
-    fake = (adjusted <= rate) & votes
+    adjusted = (p.double() * max(generators, 1)).clamp(max=1.0)
+    fake = adjusted <= rate
     # log(p_adj) / (2 log rate): both logs negative (or 0), so the ratio is >= 0. The clamps keep
     # score >= 0.5 and fake in step where rounding would split them (0.4999 survives float32).
     score = (torch.log(adjusted.clamp_min(1e-300)) / (2.0 * torch.log(rate))).abs().clamp(0.0, 1.0)  # no -0.0
     score = torch.where(fake, score.clamp_min(0.5), score.clamp_max(0.4999))
-    voting = adjusted.masked_fill(~votes, 1.0)
-    family_p = voting.min(dim=1).values if generators else torch.ones(count, dtype=torch.float64)
+    family_p = adjusted.min(dim=1).values if generators else torch.ones(count, dtype=torch.float64)
     passed = family_p <= rate[:, 0]
     verdict = ["fake" if ok else "inconclusive" if fp <= lo else "real"
                for ok, fp, lo in zip(passed.tolist(), family_p.tolist(), loose.tolist(), strict=True)]
-    units = evidence_units(p).masked_fill(~votes, float("-inf"))  # an abstaining generator is never blamed
+    units = evidence_units(p)
     candidates = [_candidates(row) if ok else [] for ok, row in zip(passed.tolist(), units, strict=True)]
     top = [c[0] if len(c) == 1 else None for c in candidates]
-    return Decisions(p_value=p.double(), votes=votes, adjusted=adjusted, fake=fake, score=score.float(),
-                     family_p=family_p, verdict=verdict, top=top, candidates=candidates)
-
-
-def family_adjusted(p: torch.Tensor, votes: torch.Tensor) -> torch.Tensor:
-    """``min(1, V p)`` ``[N, G]``, V the number of voters of each image's row (Bonferroni over them)."""
-    family = votes.sum(dim=-1, keepdim=True).clamp_min(1).double()
-    return (p.double() * family).clamp(max=1.0)
-
-
-def passing(p: torch.Tensor, rate: float, votes: torch.Tensor) -> torch.Tensor:
-    """``[N, G]``: the voting generators that call each image fake at a whole-set ``rate`` (``decide``'s rule,
-    without the verdicts, for benchmarks that sweep rates)."""
-    return (family_adjusted(p, votes) <= rate) & votes
+    return Decisions(p_value=p.double(), adjusted=adjusted, fake=fake, score=score.float(), family_p=family_p,
+                     verdict=verdict, top=top, candidates=candidates)
 
 
 def _candidates(units: torch.Tensor) -> list[int]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from dif.artifact import Fingerprint
-from dif.decision import WEAK_AT, Decisions, OperatingPoint, backstopped, decide, p_values, voters
+from dif.decision import Decisions, OperatingPoint, backstopped, decide, p_values
 from dif.errors import ArtifactError
 from dif.extractors import ResidualExtractor
 from dif.images import grid_crops
@@ -45,7 +45,6 @@ class GeneratorScore:
     peak_z: float
     shift: tuple[int, int]
     pce: float
-    votes: bool = True  # takes part in the verdict; False: a weak fingerprint, scored and shown only
 
 
 @dataclass(frozen=True)
@@ -94,8 +93,7 @@ class Detector:
     """Fingerprints stacked on one device with the extractor that made them."""
 
     def __init__(self, fingerprints: list[Fingerprint], extractor: ResidualExtractor,
-                 device: torch.device | str = "cpu", precision: str = "fp32", pin_memory: bool = True,
-                 abstain_weak: bool = True):
+                 device: torch.device | str = "cpu", precision: str = "fp32", pin_memory: bool = True):
         if not fingerprints:
             raise ArtifactError("no fingerprints to load; train one with `dif train` or point at a folder of artifacts")
         sizes = {f.crop_size for f in fingerprints}
@@ -131,10 +129,6 @@ class Detector:
         self.backstop_scale = torch.tensor([f.null_model.backstop_scale for f in fingerprints], dtype=torch.float64)
         self.backstop_searched = torch.tensor([f.detection.backstop_searched for f in fingerprints],
                                               dtype=torch.float64)
-        # Who takes part in verdicts (dif.decision.voters): fixed for the set, whatever rate a request asks
-        # for, so a stricter rate changes the decision and never the family-wise evidence.
-        self.votes = (voters([f.expected_tpr(WEAK_AT, len(fingerprints)) for f in fingerprints]) if abstain_weak
-                      else [True] * len(fingerprints))
 
     def prepare(self, image: torch.Tensor, max_crops: int | None = None) -> Prepared:
         crops, positions = grid_crops(image, self.crop_size, max_crops or self.max_crops, self.align)
@@ -215,19 +209,17 @@ class Detector:
         """Verdicts from raw statistics, vectorised over ``[N, G]``."""
         s = scores.cpu()
         picked = s.pick(self.statistics)
-        votes = torch.tensor(self.votes, dtype=torch.bool).expand(len(points), -1)
-        decisions = decide(self._null_p(s, picked), points, votes)
+        decisions = decide(self._null_p(s, picked), points)
         statistic = picked.double() * self.null_sign
         return [self._verdict(i, s, statistic, decisions, points[i].rate) for i in range(s.z.shape[0])]
 
     def _verdict(self, i: int, s: Scores, statistic: torch.Tensor, d: Decisions, rate: float) -> ImageVerdict:
         rows = zip(self.names, d.p_value[i].tolist(), d.score[i].tolist(), d.fake[i].tolist(),
                    statistic[i].tolist(), s.correlation[i].tolist(), s.z[i].tolist(), s.peak_z[i].tolist(),
-                   s.shift[i].tolist(), s.pce[i].tolist(), d.votes[i].tolist(), strict=True)
+                   s.shift[i].tolist(), s.pce[i].tolist(), strict=True)
         generators = [GeneratorScore(generator=name, p_value=p, score=score, fake=fake, statistic=stat,
-                                     correlation=corr, z=z, peak_z=pz, shift=(int(sh[0]), int(sh[1])), pce=pce,
-                                     votes=vote)
-                      for name, p, score, fake, stat, corr, z, pz, sh, pce, vote in rows]
+                                     correlation=corr, z=z, peak_z=pz, shift=(int(sh[0]), int(sh[1])), pce=pce)
+                      for name, p, score, fake, stat, corr, z, pz, sh, pce in rows]
         top = d.top[i]
         return ImageVerdict(verdict=d.verdict[i], fake=d.verdict[i] == "fake",
                             top=None if top is None else self.names[top],

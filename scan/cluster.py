@@ -139,14 +139,12 @@ def decode_batch(batch: pa.Table, loaded: ray.ObjectRef, options: DecodeOptions,
 class Scorer:
     """Actor: one set on one device for its whole life, one forward pass per batch."""
 
-    def __init__(self, loaded: ray.ObjectRef, point: OperatingPoint, precision: str, threads: int,
-                 abstain_weak: bool = True):
+    def __init__(self, loaded: ray.ObjectRef, point: OperatingPoint, precision: str, threads: int):
         fset: FingerprintSet = ray.get(loaded)
         on_gpu = bool(ray.get_gpu_ids()) and torch.cuda.is_available()
         if not on_gpu:
             torch.set_num_threads(max(1, threads))
-        self.detector = Detector(fset.fingerprints, fset.extractor, "cuda" if on_gpu else "cpu", precision=precision,
-                                 abstain_weak=abstain_weak)
+        self.detector = Detector(fset.fingerprints, fset.extractor, "cuda" if on_gpu else "cpu", precision=precision)
         self.point, self.stamp = point, Stamp.of(fset)
         self.schema = schema(self.stamp.generators)
 
@@ -283,6 +281,5 @@ def run(todo: list[str], listing: Listing, dest: Destination, loaded: Fingerprin
     scored = decoded.map_batches(Scorer, batch_size=batch, batch_format="pyarrow",
                                  compute=actor_pool(args.workers, gpus, cpus), num_gpus=gpus, num_cpus=cpus,
                                  fn_constructor_kwargs={"loaded": shared, "point": point,
-                                                        "precision": args.precision, "threads": int(cpus),
-                                                        "abstain_weak": args.weak_fingerprints == "abstain"})
+                                                        "precision": args.precision, "threads": int(cpus)})
     scored.write_parquet(dest.path, filesystem=dest.filesystem, min_rows_per_file=ROWS_PER_FILE)

@@ -63,9 +63,6 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                    help="bf16 + channels-last for a learned extractor on a GPU (DIF_PRECISION); "
                         "fixed filters always run fp32")
-    p.add_argument("--weak-fingerprints", choices=("abstain", "vote"), default="abstain",
-                   help="a fingerprint whose cross-validated TPR at 1 %% is under 0.5 is scored but abstains "
-                        "from verdicts, so the rate is split over the others (DIF_WEAK_FINGERPRINTS)")
     p.add_argument("--max-pixels", type=int, default=40_000_000, metavar="N",
                    help="larger images are refused from their header (DIF_MAX_PIXELS)")
     p.add_argument("--trust-anchors", metavar="PEM", default=None,

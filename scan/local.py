@@ -128,8 +128,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     options = DecodeOptions(args.max_pixels, read_trust_anchors(args.trust_anchors))
     loaded = load_set(args.fingerprints, args.extractor_dir)
     device = resolve_device(args.device)
-    detector = Detector(loaded.fingerprints, loaded.extractor, device, precision=args.precision,
-                        abstain_weak=args.weak_fingerprints == "abstain")
+    detector = Detector(loaded.fingerprints, loaded.extractor, device, precision=args.precision)
     stamp = Stamp.of(loaded)
     batch_size = args.batch_size or default_batch(device)
     csv_file = None if args.csv in (None, "-") else open(args.csv, "w", newline="")  # noqa: SIM115

@@ -60,14 +60,11 @@ def write_random_set(root: Path, count: int, extractor: dict[str, Any] | None = 
 
 
 def twin_fingerprint(name: str, image: bytes) -> Fingerprint:
-    """A fingerprint equal to ``image``'s mean crop residual: the image matches it as strongly as any can.
-
-    Its trainer record is a strong one's (seed 0's), so it votes beside any set (dif.decision.voters).
-    """
+    """A fingerprint equal to ``image``'s mean crop residual: the image matches it as strongly as any can."""
     from dif.detector import Detector
     from dif.images import decode_image
 
-    template = replace(make_fingerprint(name, 7), metadata=trainer_metrics(0))
+    template = make_fingerprint(name, 7)
     detector = Detector([template], create(template.extractor_key), torch.device("cpu"))
     residuals, _ = detector.residuals([detector.prepare(decode_image(image))])
     return replace(template, tensor=residuals.mean(dim=0))

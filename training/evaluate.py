@@ -212,8 +212,6 @@ def crossval_cache(cache: ResidualCache, config: FitConfig, folds: int, device: 
         # Per-generator p-values of the held-out fakes: the service re-derives TPR for the rate
         # and the number of generators it actually runs with.
         "heldout_fake_p": [float(f"{v:.6g}") for v in fake.p.tolist()],
-        # ...and of the unseen photos, so a benchmark can re-derive the FPR beside it.
-        "unseen_real_p": [float(f"{v:.6g}") for v in unseen.p.tolist()] if reals is not None else [],
         "n_real": int((cache.labels[:count] == 0).sum()),
         "n_fake": int((cache.labels[:count] == 1).sum()),
         "n_unseen_reals": len(reals.labels) if reals is not None else 0,

@@ -158,13 +158,11 @@ function pictured(result) {
 }
 
 // Bars show -log10(p): longer is stronger evidence that the generator made the image. The line is
-// where a single generator's p-value decides "fake" (the rate split over the voting generators; a
-// weak fingerprint is shown but abstains).
+// where a single generator's p-value decides "fake" (the rate split over every loaded generator).
 function bars(result) {
   const scores = [...(result.scores || [])].sort((a, b) => a.p_value - b.p_value);
   const strength = (p) => -Math.log10(Math.max(p, 1e-300));
-  const voting = scores.filter((s) => s.votes !== false).length;
-  const threshold = strength(result.false_positive_rate / Math.max(voting, 1));
+  const threshold = strength(result.false_positive_rate / Math.max(scores.length, 1));
   const scale = Math.max(threshold * 1.5, ...scores.map((s) => strength(s.p_value)));
   const list = el("ul", { class: "bars" });
   for (const s of scores) {
@@ -175,8 +173,7 @@ function bars(result) {
     list.append(el("li", {},
       el("span", { class: "name", text: s.generator }),
       el("span", { class: "track", "aria-hidden": "true" }, bar, line),
-      el("span", { class: "value",
-        text: `p = ${formatP(s.p_value)}${s.fake ? " (matches)" : ""}${s.votes === false ? " (weak: abstains)" : ""}` })));
+      el("span", { class: "value", text: `p = ${formatP(s.p_value)}${s.fake ? " (matches)" : ""}` })));
   }
   return el("figure", { class: "scores" },
     el("figcaption", { text: "Per generator: bar = −log10 p (longer is stronger evidence); the line is the decision threshold." }),

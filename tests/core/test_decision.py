@@ -16,7 +16,6 @@ from dif.decision import (
     detection_rate,
     fit_null,
     p_values,
-    voters,
 )
 from dif.errors import InvalidRate
 
@@ -115,43 +114,6 @@ def test_verdict_top_and_family_p() -> None:
     assert loose.verdict == ["fake"]
     # ...but p = 0.01 against 0.2 is weak evidence: too close to the runner-up to name the generator.
     assert loose.top == [None] and loose.candidates == [[1, 2, 0]]
-
-
-def test_weak_fingerprints_abstain_and_the_rate_is_split_over_the_voters() -> None:
-    p = torch.tensor([
-        [1e-9, 0.004, 0.5],  # the abstaining generator 0 would pass by far: it may not decide, nor be blamed
-        [0.5, 0.004, 0.5],  # 2 voters x 0.004 = 0.008 <= 1 %: fake (3 x 0.004 = 0.012 would not be)
-        [0.5, 0.5, 0.5],
-    ], dtype=torch.float64)
-    votes = torch.tensor([[False, True, True]] * 3)
-    d = decide(p, [OperatingPoint(0.01, 0.05)] * 3, votes)
-    assert d.verdict == ["fake", "fake", "real"]
-    assert d.top == [1, 1, None] and d.candidates == [[1], [1], []]
-    assert not d.fake[:, 0].any() and float(d.score[0, 0]) < 0.5  # score >= 0.5 still means fake
-    assert d.family_p.tolist() == pytest.approx([0.008, 0.008, 1.0])
-    everyone = decide(p, [OperatingPoint(0.01, 0.05)] * 3)
-    assert everyone.verdict == ["fake", "inconclusive", "real"] and everyone.top == [0, None, None]
-
-
-def test_who_votes() -> None:
-    assert voters([0.0, 0.9, None, 0.5, 0.49]) == [False, True, True, True, False]
-    assert voters([0.1, 0.0]) == [True, True]  # no strong one: all vote rather than none
-    assert voters([]) == []
-
-
-def test_whole_set_rate_holds_over_the_voters() -> None:
-    """Abstaining generators do not count in the family, and the rate still holds for the voters."""
-    gen = torch.Generator().manual_seed(2)
-    photos, generators = 100_000, 5
-    stat = torch.randn((photos, generators), generator=gen, dtype=torch.float64)
-    ones = torch.ones(generators, dtype=torch.float64)
-    p = p_values(stat, ones, ones, ones)
-    votes = torch.tensor([[True, True, True, False, False]]).expand(photos, generators)
-    d = decide(p, [OperatingPoint(0.01, 0.05)] * photos, votes)
-    observed = sum(v == "fake" for v in d.verdict) / photos
-    assert observed <= 0.01 + 4 * math.sqrt(0.01 / photos)
-    # Three voters, each at 1/3 %: about 1 % in all (the union bound is nearly tight when independent).
-    assert observed == pytest.approx(1 - (1 - 0.01 / 3) ** 3, abs=4 * math.sqrt(0.01 / photos))
 
 
 def test_a_request_may_not_ask_for_an_unsupported_rate() -> None:

@@ -38,9 +38,6 @@ def test_each_generator_says_how_much_of_its_generator_it_catches(shared_server:
     assert by_name["beta"]["tpr_at_operating_point"] == 0.6 and by_name["beta"]["weak"] is False
     assert by_name["gamma"]["tpr_at_fpr"]["0.01"] == 0.0 and by_name["gamma"]["weak"] is True
     assert by_name["gamma"]["tpr_at_fpr"]["0.05"] == (0.6 if 1e-2 * family <= 0.05 else 0.0)
-    # ...so gamma abstains from verdicts while the others vote (dif.decision.voters).
-    assert [g["votes"] for g in generators] == [True, True, False]
-    assert httpx.get(f"{shared_server.url}/generators/gamma").json()["votes"] is False
 
 
 def test_one_generator(shared_server: ThreadServer) -> None:

@@ -109,3 +109,19 @@ def test_the_window_search_equals_a_search_of_the_whole_surface():
         assert torch.equal(s.shift, shifts)
         assert torch.allclose(s.pce, pces, rtol=1e-3)
     assert tuple(s.shift[1, 2].tolist()) == (3, -2) and s.pce[1, 2] > 50
+
+
+def test_the_spectral_background_is_the_mean_of_each_bins_eight_neighbours():
+    """Circular along the full frequency axis, mirrored at the half-plane's edges: checked bin by bin."""
+    from dif.scoring import _neighbour_mean
+
+    torch.manual_seed(7)
+    planes = torch.rand(3, 8, 5, dtype=torch.float64)
+    got = _neighbour_mean(planes)
+    h, w = planes.shape[1:]
+    for k in range(3):
+        for y in range(h):
+            for x in range(w):
+                values = [float(planes[k, (y + dy) % h, abs(x + dx) if x + dx < w else 2 * (w - 1) - (x + dx)])
+                          for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
+                assert abs(float(got[k, y, x]) - sum(values) / 8) < 1e-12

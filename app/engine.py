@@ -29,11 +29,6 @@ from dif.render import fingerprint_image, lineage_heatmap, png_bytes, spectrum_i
 
 log = logging.getLogger("app.engine")
 
-# Crops per residual chunk. On a CPU, 64 crops (50 MB of activations) fall out of cache and
-# cost ~3x more per crop than chunks of 8 (measured on the 2-core dev machine); a GPU wants big chunks.
-RESIDUAL_CHUNK = {"cpu": 8}
-DEFAULT_RESIDUAL_CHUNK = 64
-
 
 def resolve_device(name: str) -> torch.device:
     return devices.resolve_device(name, "DIF_DEVICE")
@@ -233,9 +228,7 @@ class Engine:
 
 def forward(model: ModelSet, batch: list[Prepared], points: list[OperatingPoint] | None = None
             ) -> list[ImageScores]:
-    """One ``Detector.predict`` with this device's residual chunk, tagged with the set's version."""
-    detector = model.detector
-    chunk = RESIDUAL_CHUNK.get(detector.device.type, DEFAULT_RESIDUAL_CHUNK)
-    prediction = detector.predict(batch, points, chunk)
+    """One ``Detector.predict`` (residuals in this device's chunks), tagged with the set's version."""
+    prediction = model.detector.predict(batch, points)
     return [ImageScores(image, model.version, prediction.residual_s, prediction.scoring_s)
             for image in prediction.images]

@@ -36,7 +36,7 @@ from typing import Any
 
 import torch
 
-from app.engine import DEFAULT_RESIDUAL_CHUNK, RESIDUAL_CHUNK, load_model_set
+from app.engine import load_model_set
 from bench.ceilings import decode_ceiling
 from dif.detector import Detector, Prepared
 from dif.extractors import DnCNN, ResidualExtractor, create, save_denoiser
@@ -115,9 +115,8 @@ def model_ceiling(detector: Detector, prepared: list[Prepared], batch: int, seco
 
     def step() -> int:
         nonlocal position
-        # The engine's chunking, so the ceiling is of the same computation the service runs.
-        chunk = RESIDUAL_CHUNK.get(detector.device.type, DEFAULT_RESIDUAL_CHUNK)
-        residuals, groups = detector.residuals(batches[position % len(batches)], chunk)
+        # The service's chunking (the device's default), so the ceiling is of the computation it runs.
+        residuals, groups = detector.residuals(batches[position % len(batches)])
         detector.scorer.score(residuals, groups, batch)
         position += 1
         return batch

@@ -58,9 +58,17 @@ class Scores:
         return {"z": self.z, "peak": self.peak, "peak_z": self.peak_z, "correlation": self.correlation,
                 "zbg": self.z_bg, "peak_zbg": self.peak_zbg}[name]
 
+    def columns(self) -> tuple[torch.Tensor, ...]:
+        """Every field, in the constructor's order."""
+        return (self.correlation, self.z, self.peak, self.peak_z, self.shift, self.pce, self.z_bg, self.peak_zbg)
+
     def cpu(self) -> Scores:
-        return Scores(*(t.cpu() for t in (self.correlation, self.z, self.peak, self.peak_z, self.shift, self.pce,
-                                          self.z_bg, self.peak_zbg)))
+        return Scores(*(t.cpu() for t in self.columns()))
+
+    @staticmethod
+    def cat(parts: list[Scores]) -> Scores:
+        """Scores of consecutive image chunks as one batch's."""
+        return Scores(*(torch.cat(column) for column in zip(*(p.columns() for p in parts), strict=True)))
 
     def pick(self, names: list[str]) -> torch.Tensor:
         """``[N, G]``: column g is statistic ``names[g]`` (each generator decided on its own one)."""
@@ -94,8 +102,11 @@ def _neighbour_mean(planes: torch.Tensor) -> torch.Tensor:
     return (box - planes) / 8.0
 
 
-# Images per shift-search step on a CPU (see ``CorrelationScorer.score``).
-SEARCH_CHUNK = 2
+# Images scored at a time on a CPU. A batch's per-image spectra, channel outer products and
+# shift-search surfaces must stay in cache: for 13 generators, one thread, ms per image at 2 /
+# 16 images: z 3.8 / 4.7, z_bg 5.8 / 18.2, the shift search's cross-spectra and surfaces 4.9 /
+# 13.7 (16 images' cross-spectra alone are 55 MB). A GPU wants the whole batch.
+CPU_SCORE_CHUNK = 2
 
 
 class CorrelationScorer:
@@ -167,7 +178,19 @@ class CorrelationScorer:
         """All statistics for ``count`` images whose crops are ``residuals`` (image index in ``groups``).
 
         ``with_z=False`` skips the noise-level estimates (``z``, ``peak_z`` and ``z_bg`` are then NaN).
+        On a CPU, ``CPU_SCORE_CHUNK`` images at a time (why: there).
         """
+        step = CPU_SCORE_CHUNK if residuals.device.type == "cpu" else count
+        if count <= step:
+            return self._score(residuals, groups, count, with_z)
+        parts = []
+        for start in range(0, count, step):
+            stop = min(start + step, count)
+            mine = (groups >= start) & (groups < stop)
+            parts.append(self._score(residuals[mine], groups[mine] - start, stop - start, with_z))
+        return Scores.cat(parts)
+
+    def _score(self, residuals: torch.Tensor, groups: torch.Tensor, count: int, with_z: bool) -> Scores:
         mean_unit = self.crop_mean(residuals, groups, count)
         correlation = mean_unit @ self.matrix.T
         searched = torch.nonzero(self.max_shift > 0).flatten()
@@ -189,17 +212,11 @@ class CorrelationScorer:
         shift = torch.zeros((*z.shape, 2), dtype=torch.long, device=z.device)
         pce = torch.zeros_like(z)
         if image_spec is not None and searched.numel():
-            # On a CPU a few images at a time: a batch's cross-spectra and surfaces (16 images x 13
-            # generators: 55 MB, then 110 MB) fall out of cache, which made the search 2.8x dearer per
-            # image at batch 16 than at batch 2 (measured: 13.7 vs 4.9 ms). A GPU wants the whole batch.
-            step = SEARCH_CHUNK if image_spec.device.type == "cpu" else count
-            for i in range(0, count, step):
-                rows = slice(i, i + step)
-                surf = torch.fft.irfft2(self.cross_spectra(image_spec[rows], searched), s=self.shape[-2:])
-                total = energy[rows][:, searched] if with_z else None
-                best, shift[rows, searched], pce[rows, searched] = self._peaks(surf, self.max_shift[searched], total)
-                peak[rows, searched] = best
-            peak_z[:, searched] = peak[:, searched] / rms[:, searched]
+            surf = torch.fft.irfft2(self.cross_spectra(image_spec, searched), s=self.shape[-2:])
+            total = energy[:, searched] if with_z else None
+            best, shift[:, searched], pce[:, searched] = self._peaks(surf, self.max_shift[searched], total)
+            peak[:, searched] = best
+            peak_z[:, searched] = best / rms[:, searched]
         return Scores(correlation, z, peak, peak_z, shift, pce, z_bg, peak / bg_rms)
 
     def _peaks(self, surf: torch.Tensor, max_shift: torch.Tensor, total: torch.Tensor | None = None

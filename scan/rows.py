@@ -15,8 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-import torch
-
 from dif import __version__
 from dif.decision import DEFAULT_INCONCLUSIVE_RATE, OperatingPoint, check_rate
 from dif.detector import Detector, ImageVerdict, Prepared
@@ -27,9 +25,6 @@ from dif.provenance import Provenance, read_provenance
 from dif.verdict import combined
 
 log = logging.getLogger("scan")
-
-# Crops per residual chunk: small on a CPU (cache-sized, measured for app.engine), big on a GPU.
-CPU_RESIDUAL_CHUNK, DEVICE_RESIDUAL_CHUNK = 8, 64
 
 # Fixed columns, in output order; each generator adds ``p_value_<name>`` and ``score_<name>``
 # after ``rate`` (see ``columns``). Types are Parquet's (scan.cluster.schema).
@@ -54,10 +49,6 @@ def operating_point(rate: float | str) -> OperatingPoint:
     """The rate asked for, with the inconclusive band kept at least as loose (as the service does)."""
     chosen = check_rate(cast(float, rate), "--fpr")  # it parses text too, with the service's message
     return OperatingPoint(chosen, max(chosen, DEFAULT_INCONCLUSIVE_RATE))
-
-
-def residual_chunk(device: torch.device) -> int:
-    return CPU_RESIDUAL_CHUNK if device.type == "cpu" else DEVICE_RESIDUAL_CHUNK
 
 
 @dataclass(frozen=True)
@@ -120,8 +111,7 @@ def score(detector: Detector, items: Sequence[Decoded], point: OperatingPoint, s
     failure: str | None = None
     if ready:
         try:
-            prediction = detector.predict([items[i].prepared for i in ready],  # type: ignore[misc]
-                                          point, residual_chunk(detector.device))
+            prediction = detector.predict([items[i].prepared for i in ready], point)  # type: ignore[misc]
             verdicts = dict(zip(ready, prediction.images, strict=True))
         except Exception as exc:  # e.g. out of GPU memory: this batch's rows say so, the scan goes on
             log.error("forward pass of %d images failed", len(ready), exc_info=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from dif.detector import extract_residuals
+from dif.detector import extract_residuals, residual_chunk
 from dif.errors import DatasetError, DifError, ImageTooSmall
 from dif.extractors import ResidualExtractor
 from dif.images import decode_image, grid_crops
@@ -182,7 +182,7 @@ def build_cache(images: LabelledImages, extractor: ResidualExtractor, crop: int,
             raise DatasetError(f"{path}: {exc}") from exc
         except DifError as exc:
             raise DatasetError(f"{path}: {exc}") from exc
-        res = extract_residuals(extractor, crops.to(device))
+        res = extract_residuals(extractor, crops.to(device), residual_chunk(device))
         if store is None:
             # torch.empty leaves untouched pages uncommitted, so the unused tail costs nothing.
             store = torch.empty((len(images.paths) * max_crops, *res.shape[1:]), dtype=dtype, device=res.device)

@@ -125,3 +125,19 @@ def test_the_spectral_background_is_the_mean_of_each_bins_eight_neighbours():
                 values = [float(planes[k, (y + dy) % h, abs(x + dx) if x + dx < w else 2 * (w - 1) - (x + dx)])
                           for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
                 assert abs(float(got[k, y, x]) - sum(values) / 8) < 1e-12
+
+
+def test_scoring_in_chunks_of_images_equals_scoring_the_batch_at_once(monkeypatch):
+    """On a CPU a batch is scored a few images at a time; images with several crops must stay whole."""
+    import dif.scoring
+
+    torch.manual_seed(8)
+    fps = torch.randn(3, 3, 32, 32)
+    groups = torch.tensor([0, 0, 0, 1, 2, 2, 3, 4, 4, 4, 4])  # 5 images of 3, 1, 2, 1 and 4 crops
+    res = torch.randn(len(groups), 3, 32, 32)
+    scorer = CorrelationScorer(fps, max_shift=torch.tensor([0, 2, 4]), background=True)
+    chunked = scorer.score(res, groups, 5)
+    monkeypatch.setattr(dif.scoring, "CPU_SCORE_CHUNK", 64)
+    whole = scorer.score(res, groups, 5)
+    for a, b in zip(chunked.columns(), whole.columns(), strict=True):
+        assert a.shape == b.shape and torch.allclose(a, b, atol=1e-5, equal_nan=True)

@@ -70,7 +70,8 @@ def test_z_bg_grows_past_the_period_where_z_is_capped() -> None:
     null = scorer.score(noise, torch.arange(6), 6)  # no trace: both stay in N(0, 1) territory
     assert float(null.z_bg.abs().max()) < 4 and float(null.z.abs().max()) < 4
     plain = CorrelationScorer(fingerprint[None]).score(strong, torch.arange(6), 6)
-    assert bool(plain.z_bg.isnan().all()) and torch.equal(plain.z, scores.z)  # only computed when asked
+    # Only computed when asked, and z the same either way (to rounding: the two ride in GEMMs of other shapes).
+    assert bool(plain.z_bg.isnan().all()) and torch.allclose(plain.z, scores.z, rtol=1e-5, atol=0.0)
 
 
 def test_the_shift_backstop_finds_a_trace_moved_off_the_grid() -> None:

@@ -117,10 +117,17 @@ def main() -> None:
     report(runs, ceiling, forward_ms, len(images), args)
     report_detections(forward_ms, by_detection)
     if args.json:
-        raw = json.loads(args.json.read_text())
-        raw["forward_ms_by_detection"] = {label: {f"{g} gen, batch {b}": v for (g, b), v in costs.items()}
-                                          for label, costs in by_detection.items()}
-        args.json.write_text(json.dumps(raw, indent=2))
+        args.json.write_text(json.dumps({
+            "runs": [r.summary() for r in runs], "decode_ceiling": ceiling,
+            "forward_ms": _keyed(forward_ms),
+            "samples": [[asdict(sample) for sample in r.samples] for r in runs],
+            "forward_ms_by_detection": {label: _keyed(costs) for label, costs in by_detection.items()},
+        }, indent=2))
+
+
+def _keyed(costs: dict[tuple[int, int], dict[str, float]]) -> dict[str, dict[str, float]]:
+    """JSON keys for (generators, batch size)."""
+    return {f"{g} gen, batch {b}": v for (g, b), v in costs.items()}
 
 
 def report_detections(plain: dict[tuple[int, int], dict[str, float]],
@@ -211,12 +218,6 @@ def report(runs: list[LoadResult], ceiling: float, forward_ms: dict[tuple[int, i
           f"Best 13-generator service throughput: {best.throughput:.1f} img/s ({best.label}, c={best.level:g}) "
           f"= {100 * best.throughput / ceiling:.0f}% of it. The model alone costs at best {model_ms:.0f} ms per "
           f"image on one thread (13 generators), a ceiling of {1000 / model_ms:.1f} img/s for the inference core.")
-    if args.json:
-        args.json.write_text(json.dumps({
-            "runs": [r.summary() for r in runs], "decode_ceiling": ceiling,
-            "forward_ms": {f"{g} gen, batch {b}": v for (g, b), v in forward_ms.items()},
-            "samples": [[asdict(sample) for sample in r.samples] for r in runs],
-        }, indent=2))
 
 
 if __name__ == "__main__":

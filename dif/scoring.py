@@ -180,18 +180,14 @@ class CorrelationScorer:
         ``with_z=False`` skips the noise-level estimates (``z``, ``peak_z`` and ``z_bg`` are then NaN).
         On a CPU, ``CPU_SCORE_CHUNK`` images at a time (why: there).
         """
+        mean_unit = self.crop_mean(residuals, groups, count)
         step = CPU_SCORE_CHUNK if residuals.device.type == "cpu" else count
         if count <= step:
-            return self._score(residuals, groups, count, with_z)
-        parts = []
-        for start in range(0, count, step):
-            stop = min(start + step, count)
-            mine = (groups >= start) & (groups < stop)
-            parts.append(self._score(residuals[mine], groups[mine] - start, stop - start, with_z))
-        return Scores.cat(parts)
+            return self._score(mean_unit, with_z)
+        return Scores.cat([self._score(mean_unit[start : start + step], with_z) for start in range(0, count, step)])
 
-    def _score(self, residuals: torch.Tensor, groups: torch.Tensor, count: int, with_z: bool) -> Scores:
-        mean_unit = self.crop_mean(residuals, groups, count)
+    def _score(self, mean_unit: torch.Tensor, with_z: bool) -> Scores:
+        """``score`` for images already reduced to their crop-averaged unit residuals ``[N, D]``."""
         correlation = mean_unit @ self.matrix.T
         searched = torch.nonzero(self.max_shift > 0).flatten()
         image_spec = torch.fft.rfft2(mean_unit.reshape(-1, *self.shape)) if with_z or searched.numel() else None

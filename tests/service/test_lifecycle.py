@@ -66,10 +66,11 @@ EXIT_SLACK_S = 5.0
 def test_sigterm_under_load_answers_every_accepted_request(process_server, image_blobs) -> None:  # type: ignore[no-untyped-def]
     """SIGTERM with a backlog: unready at once, every accepted request 200, exit within the drain budget."""
     drain_timeout_s = 20.0
-    # Batches of 2 are slower than decoding, so a backlog builds up in the queue.
+    # Batches of 2 are slower than decoding, so a backlog builds up in the queue. Enough uploads
+    # that it outlasts starting the readiness poller on a fast machine (24 drained first on CI).
     server = process_server(DIF_MAX_BATCH_SIZE="2", DIF_DRAIN_TIMEOUT_S=str(drain_timeout_s), DIF_LOG_LEVEL="info")
     assert server.proc is not None
-    uploads = image_blobs[::4][:24]
+    uploads = (image_blobs[::4] * 8)[:96]
     backlog = 6
 
     async def poll_readiness(ready_seen: asyncio.Event, stop: asyncio.Event) -> list[tuple[float, float, int]]:
@@ -89,7 +90,8 @@ def test_sigterm_under_load_answers_every_accepted_request(process_server, image
                 await asyncio.sleep(0.005)
         return seen
 
-    async def scenario() -> tuple[list[httpx.Response], list[float], float, list[tuple[float, float, int]], float]:
+    async def scenario() -> tuple[list[httpx.Response], list[float], float, list[tuple[float, float, int]], float,
+                                  float]:
         finished: list[float] = []
 
         async def upload(client: httpx.AsyncClient, blob: tuple[str, bytes]) -> httpx.Response:
@@ -110,6 +112,7 @@ def test_sigterm_under_load_answers_every_accepted_request(process_server, image
             ready_seen, stop_polling = asyncio.Event(), asyncio.Event()
             polling = asyncio.create_task(poll_readiness(ready_seen, stop_polling))
             await asyncio.wait_for(ready_seen.wait(), 10)  # the poller runs, and saw 200, before the signal
+            queued = metric_value((await monitor.get("/metrics")).text, "dif_queue_depth_images")
             signalled = time.monotonic()
             server.terminate()
             await asyncio.to_thread(server.proc.wait, drain_timeout_s + 60)
@@ -117,12 +120,14 @@ def test_sigterm_under_load_answers_every_accepted_request(process_server, image
             stop_polling.set()
             readiness = await polling
             responses = await asyncio.gather(*pending)
-        return responses, finished, signalled, readiness, exit_after_s
+        return responses, finished, signalled, readiness, exit_after_s, queued
 
-    responses, finished, signalled, readiness, exit_after_s = asyncio.run(scenario())
+    responses, finished, signalled, readiness, exit_after_s, queued_at_signal = asyncio.run(scenario())
     assert [r.status_code for r in responses] == [200] * len(uploads), [r.text[:200] for r in responses]
+    # The scenario is only tested if a backlog was still queued when the signal went out.
+    assert queued_at_signal >= 1, "the backlog drained before SIGTERM: send more uploads"
     answered_after_signal = sum(1 for t in finished if t > signalled)
-    assert answered_after_signal >= backlog, f"only {answered_after_signal} answers came after SIGTERM"
+    assert answered_after_signal >= max(backlog, queued_at_signal), f"{answered_after_signal} answers after SIGTERM"
     # Readiness is false for every probe sent after the signal (503 while uvicorn still listens,
     # then refused), and the first of them is answered at once.
     after = [(round(sent - signalled, 3), round(done - signalled, 3), status)

@@ -1,0 +1,138 @@
+"""Which generators leave a periodic trace at all: per image, and in 1,024-image fingerprints.
+
+Usage: python -m bench.periodic_energy [--periods 2,4,8,16] [--json F] [--png docs/periodic-energy.png]
+
+For every image, whether its residual has any P-periodic content beyond what noise leaves,
+at any phase, so no fingerprint is needed (``training.periodicity.residual_ratio``: about 1
+for noise, far above 1 for a fixed pattern on a P-pixel grid).
+
+The same subspace's share of a fingerprint's energy, over the share white noise would have,
+says whether a fingerprint is periodic: for the reference's released ones (1,024 fakes each,
+its U-Net prior) and our embedded ones (10 fakes; the lattice estimators are periodic by
+construction, so only the plain ``mean`` ones are informative).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dif.artifact import load_fingerprint
+from dif.detection import DEFAULT_EXTRACTOR
+from dif.extractors import create
+from dif.images import decode_image
+from testkit.paths import CBSD68, LTIM, REFERENCE
+from training.importer import import_reference
+from training.periodicity import folded, pattern_ratio, residual_ratio
+
+GENERATORS = ("sd14", "mj", "dalle_mini", "glide", "dalle_2")
+
+
+def image_ratios(paths: list[Path], periods: list[int]) -> dict[int, list[float]]:
+    extractor = create(DEFAULT_EXTRACTOR)
+    out: dict[int, list[float]] = {p: [] for p in periods}
+    for path in paths:
+        with torch.no_grad():
+            residual = extractor(decode_image(path)[None])[0]
+        for period in periods:
+            out[period].append(residual_ratio(residual, period))
+    return out
+
+
+def shared_lattice(periods: list[int]) -> dict[int, dict[str, float]]:
+    """Cosine between the reference fingerprints' P-periodic cells, over all 12 generators.
+
+    A lattice the fingerprint network puts into every output (its own up- and down-sampling) is
+    shared by unrelated generators; a generator's own trace is not.
+    """
+    tensors = {f.name: import_reference(f).tensor for f in sorted(REFERENCE.iterdir()) if f.is_dir()}
+    print(f"\nReference fingerprints' periodic cells, cosine between the {len(tensors)} generators")
+    out: dict[int, dict[str, float]] = {}
+    for period in periods:
+        cells = torch.stack([folded(t.reshape(-1, *t.shape[-2:]).double(), period).flatten() for t in tensors.values()])
+        unit = cells / cells.norm(dim=1, keepdim=True)
+        cosine = unit @ unit.T
+        names = list(tensors)
+        pairs = cosine[torch.triu(torch.ones_like(cosine, dtype=torch.bool), diagonal=1)].abs()
+        glide = {n: round(float(cosine[names.index("glide"), i]), 2) for i, n in enumerate(names) if n != "glide"}
+        out[period] = {"median_abs": float(pairs.median()), **{f"glide~{n}": v for n, v in glide.items()}}
+        print(f"P={period}: median |cosine| over pairs {float(pairs.median()):.2f}; GLIDE's with each: {glide}")
+    return out
+
+
+def plot(groups: dict[str, dict[int, list[float]]], periods: list[int], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(periods), figsize=(4.2 * len(periods), 5), sharey=False)
+    names = list(groups)
+    for ax, period in zip(np.atleast_1d(axes), periods, strict=True):
+        for i, name in enumerate(names):
+            values = np.array(groups[name][period])
+            jitter = np.random.default_rng(i).uniform(-0.15, 0.15, len(values))
+            ax.plot(i + jitter, values, ".", ms=5, alpha=0.8)
+        reals = np.concatenate([groups[n][period] for n in names if "real" in n or "CBSD68" in n])
+        ax.axhline(float(reals.max()), color="r", ls="--", lw=1, label="largest real photo")
+        ax.axhline(1.0, color="k", ls=":", lw=1, label="noise (1)")
+        ax.set(yscale="log", title=f"period {period} px", ylabel="periodic energy / noise's (log)")
+        ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
+        ax.grid(True, axis="y", which="both", alpha=0.3)
+    np.atleast_1d(axes)[0].legend(fontsize=8)
+    fig.suptitle("Periodic energy of each image's signlap residual, any phase (block grid removed)")
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--periods", default="2,4,8,16")
+    parser.add_argument("--fingerprints", type=Path, default=Path("fingerprints"))
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--png", type=Path, default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    periods = [int(p) for p in args.periods.split(",")]
+    groups = {f"{g} fakes": sorted((LTIM / g / "1_fake").iterdir()) for g in GENERATORS}
+    groups["sample reals (web JPEG)"] = sorted(LTIM.glob("*/0_real/*"))
+    groups["CBSD68 photos"] = sorted(CBSD68.glob("*.png"))
+    measured = {name: image_ratios(paths, periods) for name, paths in groups.items()}
+
+    print("Per image: periodic energy over noise's (~1 without a periodic trace); median [max]")
+    print(f"{'images':26s}" + "".join(f"{'P=' + str(p):>16s}" for p in periods) + "   n above every real photo")
+    real_max = {p: max(max(measured[n][p]) for n in measured if "fakes" not in n) for p in periods}
+    for name, by_period in measured.items():
+        cells = "".join(f"{np.median(v):>8.2f} [{max(v):5.2f}]" for v in by_period.values())
+        above = [sum(x > real_max[p] for x in by_period[p]) for p in periods] if "fakes" in name else []
+        print(f"{name:26s}{cells}   {above if above else ''}")
+
+    fingerprints: dict[str, dict[str, list[float]]] = {}
+    print("\nFingerprints: share of energy on the P-lattice over white noise's (1 = no periodic part)")
+    for name in GENERATORS:
+        rows = {"reference (1,024 fakes)": import_reference(REFERENCE / name).tensor}
+        ours = args.fingerprints / name
+        if ours.is_dir():
+            fp = load_fingerprint(ours)
+            rows[f"ours ({fp.metadata.get('estimator', {}).get('name', '?')})"] = fp.tensor
+        for label, tensor in rows.items():
+            ratios = [pattern_ratio(tensor.reshape(-1, *tensor.shape[-2:]), p) for p in periods]
+            fingerprints.setdefault(name, {})[label] = ratios
+            print(f"{name:11s} {label:26s}" + "".join(f"{'P=' + str(p)}: {r:8.1f}  " for p, r in zip(periods, ratios,
+                                                                                                 strict=True)))
+    shared = shared_lattice(periods)
+    if args.json:
+        args.json.write_text(json.dumps({"images": measured, "fingerprints": fingerprints,
+                                         "reference_cell_cosine": shared}, indent=1))
+    if args.png:
+        plot(measured, periods, args.png)
+        print(f"wrote {args.png}")
+
+
+if __name__ == "__main__":
+    main()

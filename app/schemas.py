@@ -35,12 +35,17 @@ class GeneratorScoreOut(BaseModel):
     statistic: float = Field(description="what the p-value is computed from: z or z_bg at zero shift (peak_z for "
                                          "a shift-searching fingerprint), oriented so that fakes score high. "
                                          "Fingerprints with a shift backstop also test the best shift of their "
-                                         "window (see shift) at half the rate")
+                                         "window (see shift) at a fifth of the rate")
     correlation: float = Field(description="zero-shift Pearson correlation of the residual with the fingerprint")
     z: float = Field(description="correlation over this image's noise level")
     peak_z: float
     shift: Shift = Field(description="best shift of the fingerprint's window [dy, dx] (0, 0 without one)")
     pce: float
+    grid_cosine: float | None = Field(
+        default=None, description="for a lattice fingerprint with a shift backstop: cosine between this image's "
+                                  "periodic pattern and the fingerprint's at shift. The backstop counts only "
+                                  "from the fingerprint's min_cosine up, so another generator's periodic trace "
+                                  "is not blamed on this one (null otherwise)")
 
 
 class C2paActionOut(BaseModel):

@@ -97,7 +97,7 @@ def run(name: str, seed: int, extractor, reals: dict, config: FitConfig) -> dict
                 cols = image_statistics(fitted.fingerprint, source, d, torch.device("cpu"), d.decision_statistics,
                                         images)
                 found[pert][kind + "0"].append(null_scored(cols[0], fitted.null, replace(d, backstop_window=0)))
-                found[pert][kind + "b"].append(null_scored(cols[0], fitted.null, d, cols[-1]))
+                found[pert][kind + "b"].append(null_scored(cols[0], fitted.null, d, *cols[1:]))
     rows = {}
     for pert, parts in found.items():
         row = {}

@@ -60,6 +60,7 @@ class GeneratorScore:
     peak_z: float
     shift: tuple[int, int]
     pce: float
+    grid_cosine: float | None = None  # lattice fingerprints with a backstop (README, "What a verdict means")
 
 
 @dataclass(frozen=True)
@@ -233,7 +234,7 @@ def _score(entry: Mapping[str, Any]) -> GeneratorScore:
     return GeneratorScore(
         generator=entry["generator"], p_value=entry["p_value"], score=entry["score"], fake=entry["fake"],
         statistic=entry["statistic"], correlation=entry["correlation"], z=entry["z"], peak_z=entry["peak_z"],
-        shift=(int(dy), int(dx)), pce=entry["pce"],
+        shift=(int(dy), int(dx)), pce=entry["pce"], grid_cosine=entry.get("grid_cosine"),
     )
 
 

@@ -25,6 +25,11 @@ class Detection:
     align: int = 16
     # Shift-search backstop of a zero-shift statistic, pixels per axis (0: none); see ``backstop``.
     backstop_window: int = 0
+    # Period of a lattice fingerprint (0: aperiodic), and the least cosine between an image's
+    # residual folded on that lattice and the fingerprint, at the backstop's best shift, for the
+    # backstop to count (0: no such gate); see ``gated``.
+    lattice: int = 0
+    min_cosine: float = 0.0
 
     # The one home of "which statistic and which shift window a fingerprint is decided on":
     # the detector, the trainer and the evaluation all ask here.
@@ -40,11 +45,24 @@ class Detection:
         A structured fingerprint is phase-locked to the generator's pixel grid, so a copy shifted
         by a few pixels or cropped at an odd offset scores nothing at zero shift. Searching every
         phase costs power on clean images (the best of many shifts needs a higher threshold), so
-        the zero-shift test keeps half the rate and the search gets the other half (weighted
-        Bonferroni, ``dif.decision.backstopped``): a clean image loses a factor 2 in p, a shifted
-        one is still caught.
+        the zero-shift test keeps most of the rate and the search gets the rest (weighted
+        Bonferroni, ``dif.decision.backstopped``): a clean image loses a factor 1.25 in p, a
+        shifted one is still caught.
         """
         return self.backstop_window > 0 and not self.searches_shift
+
+    @property
+    def gated(self) -> bool:
+        """The backstop counts only for images whose periodic trace *is* this fingerprint's.
+
+        Searching every phase of a lattice also finds another generator's periodic trace at some
+        phase, stronger than any photo's: an unrelated generator's fakes, cropped or not, would be
+        called this generator's. A match at a shift must therefore have the fingerprint's shape
+        as well as its strength: the cosine between the image's residual folded on the lattice
+        and the fingerprint's cell, at the best shift, reaches what its own held-out fakes reach
+        (``min_cosine``, chosen at training by inner cross-validation).
+        """
+        return self.backstop and self.lattice > 0 and self.min_cosine > 0.0
 
     @property
     def backstop_statistic(self) -> str:
@@ -53,7 +71,9 @@ class Detection:
     @property
     def decision_statistics(self) -> tuple[str, ...]:
         """The ``Scores`` fields a decision reads: the statistic, then the backstop's if there is one."""
-        return (self.statistic, self.backstop_statistic) if self.backstop else (self.statistic,)
+        if not self.backstop:
+            return (self.statistic,)
+        return (self.statistic, self.backstop_statistic, *(("grid_cosine",) if self.gated else ()))
 
     @property
     def statistic(self) -> str:
@@ -81,13 +101,18 @@ class Detection:
 
     def to_dict(self) -> dict[str, Any]:
         return {"feature": self.feature, "max_shift": self.max_shift,
-                "max_crops": self.max_crops, "align": self.align, "backstop_window": self.backstop_window}
+                "max_crops": self.max_crops, "align": self.align, "backstop_window": self.backstop_window,
+                "lattice": self.lattice, "min_cosine": self.min_cosine}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Detection:
         feature = str(data.get("feature", "correlation"))
         if feature not in FEATURES:
             raise ArtifactError(f"detection.feature must be one of {', '.join(FEATURES)}, not {feature!r}")
+        lattice, min_cosine = int(data.get("lattice", 0)), float(data.get("min_cosine", 0.0))
+        if lattice < 0 or not 0.0 <= min_cosine <= 1.0:
+            raise ArtifactError(f"detection.lattice must be >= 0 and detection.min_cosine within [0, 1], "
+                                f"not {lattice} and {min_cosine}")
         return cls(feature=feature, max_shift=int(data.get("max_shift", 0)),
                    max_crops=int(data.get("max_crops", 4)), align=int(data.get("align", 16)),
-                   backstop_window=int(data.get("backstop_window", 0)))
+                   backstop_window=int(data.get("backstop_window", 0)), lattice=lattice, min_cosine=min_cosine)

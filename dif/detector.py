@@ -7,6 +7,7 @@ go through the same scorer, so what is measured is what is served.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from dif.artifact import Fingerprint
-from dif.decision import Decisions, OperatingPoint, backstopped, decide, p_values
+from dif.decision import Decisions, OperatingPoint, backstopped, decide, gated, p_values
 from dif.errors import ArtifactError
 from dif.extractors import ResidualExtractor
 from dif.images import grid_crops
@@ -53,6 +54,9 @@ class GeneratorScore:
     peak_z: float
     shift: tuple[int, int]
     pce: float
+    # Cosine of the image's periodic pattern with a lattice fingerprint at ``shift`` (None: not a
+    # lattice with a window); its backstop counts only from the fingerprint's min_cosine up.
+    grid_cosine: float | None = None
 
 
 @dataclass(frozen=True)
@@ -126,7 +130,8 @@ class Detector:
         stack = torch.stack([f.tensor for f in fingerprints]).to(self.device)
         shifts = torch.tensor([f.detection.window for f in fingerprints])
         self.scorer = CorrelationScorer(stack, max_shift=shifts.to(self.device),
-                                        background=any(f.detection.statistic == "zbg" for f in fingerprints))
+                                        background=any(f.detection.statistic == "zbg" for f in fingerprints),
+                                        lattice=torch.tensor([f.detection.lattice for f in fingerprints]))
         # Each generator's null, as [G] rows for one vectorised p-value per batch (on the CPU: [N, G] is tiny).
         self.statistics = [f.detection.statistic for f in fingerprints]
         self.null_sign = torch.tensor([f.null_model.sign for f in fingerprints], dtype=torch.float64)
@@ -137,6 +142,8 @@ class Detector:
         self.backstop_scale = torch.tensor([f.null_model.backstop_scale for f in fingerprints], dtype=torch.float64)
         self.backstop_searched = torch.tensor([f.detection.backstop_searched for f in fingerprints],
                                               dtype=torch.float64)
+        self.min_cosine = torch.tensor([f.detection.min_cosine if f.detection.gated else 0.0 for f in fingerprints],
+                                       dtype=torch.float64)
 
     def prepare(self, image: torch.Tensor, max_crops: int | None = None) -> Prepared:
         crops, positions = grid_crops(image, self.crop_size, max_crops or self.max_crops, self.align)
@@ -192,7 +199,7 @@ class Detector:
             return p
         searched = p_values(s.pick(self.backstop_statistics), self.null_sign, self.backstop_scale,
                             self.backstop_searched)
-        return backstopped(p, searched, self.backstop)
+        return backstopped(p, gated(searched, s.grid_cosine, self.min_cosine), self.backstop)
 
     def predict(self, batch: list[Prepared], points: Sequence[OperatingPoint] | OperatingPoint | None = None,
                 chunk: int | None = None) -> Prediction:
@@ -225,10 +232,11 @@ class Detector:
     def _verdict(self, i: int, s: Scores, statistic: torch.Tensor, d: Decisions, rate: float) -> ImageVerdict:
         rows = zip(self.names, d.p_value[i].tolist(), d.score[i].tolist(), d.fake[i].tolist(),
                    statistic[i].tolist(), s.correlation[i].tolist(), s.z[i].tolist(), s.peak_z[i].tolist(),
-                   s.shift[i].tolist(), s.pce[i].tolist(), strict=True)
+                   s.shift[i].tolist(), s.pce[i].tolist(), s.grid_cosine[i].tolist(), strict=True)
         generators = [GeneratorScore(generator=name, p_value=p, score=score, fake=fake, statistic=stat,
-                                     correlation=corr, z=z, peak_z=pz, shift=(int(sh[0]), int(sh[1])), pce=pce)
-                      for name, p, score, fake, stat, corr, z, pz, sh, pce in rows]
+                                     correlation=corr, z=z, peak_z=pz, shift=(int(sh[0]), int(sh[1])), pce=pce,
+                                     grid_cosine=None if math.isnan(cos) else cos)
+                      for name, p, score, fake, stat, corr, z, pz, sh, pce, cos in rows]
         top = d.top[i]
         return ImageVerdict(verdict=d.verdict[i], fake=d.verdict[i] == "fake",
                             top=None if top is None else self.names[top],

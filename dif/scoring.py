@@ -18,7 +18,12 @@ share the generator's pixel grid) and each generator we compute:
 - ``peak``, ``peak_z``, ``shift``, ``pce`` (only when a shift window is asked
   for): the best correlation within ``±max_shift`` pixels, raw and in z units,
   and its peak-to-correlation energy. It tolerates misaligned images at a price in
-  clean accuracy (the maximum of many noisy values is biased upwards).
+  clean accuracy (the maximum of many noisy values is biased upwards);
+- ``grid_cosine`` (only for a lattice fingerprint with a window): that best
+  correlation over the norm of the image's residual folded on the lattice, i.e. the
+  cosine between the image's periodic pattern and the fingerprint's at the best shift.
+  A strong periodic trace of *another* generator reaches a high ``peak`` at some
+  phase, but not a high cosine (``dif.detection.Detection.gated``).
 """
 
 from __future__ import annotations
@@ -53,14 +58,16 @@ class Scores:
     pce: torch.Tensor
     z_bg: torch.Tensor  # NaN unless asked for
     peak_zbg: torch.Tensor  # the window's best correlation over the background level (= z_bg without a window)
+    grid_cosine: torch.Tensor  # NaN unless the fingerprint is a lattice with a window
 
     def feature(self, name: str) -> torch.Tensor:
         return {"z": self.z, "peak": self.peak, "peak_z": self.peak_z, "correlation": self.correlation,
-                "zbg": self.z_bg, "peak_zbg": self.peak_zbg}[name]
+                "zbg": self.z_bg, "peak_zbg": self.peak_zbg, "grid_cosine": self.grid_cosine}[name]
 
     def columns(self) -> tuple[torch.Tensor, ...]:
         """Every field, in the constructor's order."""
-        return (self.correlation, self.z, self.peak, self.peak_z, self.shift, self.pce, self.z_bg, self.peak_zbg)
+        return (self.correlation, self.z, self.peak, self.peak_z, self.shift, self.pce, self.z_bg, self.peak_zbg,
+                self.grid_cosine)
 
     def cpu(self) -> Scores:
         return Scores(*(t.cpu() for t in self.columns()))
@@ -75,6 +82,19 @@ class Scores:
         if len(set(names)) == 1:
             return self.feature(names[0])
         return torch.stack([self.feature(name)[:, g] for g, name in enumerate(names)], dim=1)
+
+
+def lattice_cell(x: torch.Tensor, period: int) -> torch.Tensor:
+    """``[..., C, H, W]`` (H, W multiples of ``period``) -> the mean of its P x P cells less their
+    separable part (a row plus a column profile), ``[..., C, P, P]``.
+
+    What a deblocked P-periodic fingerprint can correlate with: a block codec's grid fills the
+    separable part, which every fingerprint is projected off (``training.trainer.deblocked``).
+    """
+    *lead, channels, height, width = x.shape
+    cell = x.reshape(*lead, channels, height // period, period, width // period, period).mean(dim=(-4, -2))
+    rows, cols = cell.mean(-1, keepdim=True), cell.mean(-2, keepdim=True)
+    return cell - (rows + cols - cell.mean(dim=(-2, -1), keepdim=True))
 
 
 def _half_spectrum_weights(width: int, device: torch.device) -> torch.Tensor:
@@ -113,7 +133,7 @@ class CorrelationScorer:
     """Standardized fingerprints and their spectra, kept on one device for repeated scoring."""
 
     def __init__(self, fingerprints: torch.Tensor, max_shift: torch.Tensor | int = 0, pce_exclude: int = 2,
-                 background: bool = False):
+                 background: bool = False, lattice: torch.Tensor | int = 0):
         if fingerprints.ndim != 4:
             raise ValueError("fingerprints must be [G, C, H, W]")
         self.shape = tuple(fingerprints.shape[1:])
@@ -125,6 +145,8 @@ class CorrelationScorer:
         self.weights = _half_spectrum_weights(self.shape[-1], fingerprints.device)
         self._gen_outer: torch.Tensor | None = None  # built on first use, reused for every batch
         self.background = background  # also compute z_bg
+        # Each fingerprint's lattice period (0: aperiodic); grid_cosine only where it has a window.
+        self.lattice = torch.as_tensor(lattice).expand(count).clone().cpu()
 
     @property
     def count(self) -> int:
@@ -213,7 +235,25 @@ class CorrelationScorer:
             best, shift[:, searched], pce[:, searched] = self._peaks(surf, self.max_shift[searched], total)
             peak[:, searched] = best
             peak_z[:, searched] = best / rms[:, searched]
-        return Scores(correlation, z, peak, peak_z, shift, pce, z_bg, peak / bg_rms)
+        return Scores(correlation, z, peak, peak_z, shift, pce, z_bg, peak / bg_rms,
+                      self._grid_cosine(mean_unit, peak, searched))
+
+    def _grid_cosine(self, mean_unit: torch.Tensor, peak: torch.Tensor, searched: torch.Tensor) -> torch.Tensor:
+        """``[N, G]``: the window's best correlation over the norm of the image's residual folded on
+        the fingerprint's lattice (NaN elsewhere). A unit-norm P-periodic fingerprint correlates with
+        an image only through that folded part, so the quotient is a cosine in [-1, 1]."""
+        cosine = torch.full_like(peak, float("nan"))
+        wanted = self.lattice.clone()
+        wanted[self.max_shift.cpu() == 0] = 0
+        if not bool((wanted > 0).any()) or not searched.numel():
+            return cosine
+        images = mean_unit.reshape(-1, *self.shape)
+        for period in sorted(set(wanted[wanted > 0].tolist())):
+            columns = torch.nonzero(wanted == period).flatten().to(peak.device)
+            cells = self.shape[-2] * self.shape[-1] / period**2
+            norm = lattice_cell(images, period).flatten(1).norm(dim=1) * cells**0.5
+            cosine[:, columns] = peak[:, columns] / norm.clamp_min(1e-12)[:, None]
+        return cosine
 
     def _peaks(self, surf: torch.Tensor, max_shift: torch.Tensor, total: torch.Tensor | None = None
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

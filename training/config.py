@@ -65,11 +65,10 @@ class Estimator:
     period: int  # lattice period (prior "lattice")
     feature: str  # Detection.feature
     # Shift-search backstop (Detection.backstop_window), pixels per axis: the 1-8 px an image is
-    # typically displaced by a crop or a border. 0 for the lattices: searching every phase of a
-    # deblocked lattice lets *other* generators' periodic traces match at some phase (measured:
-    # held-out DALL-E 2 fakes blamed on DALL-E Mini's lattice at shift 2,2, p 4e-8; an unrelated
-    # 2-periodic toy generator caught at 100 % by another one's lattice, whose deblocked 2-periodic
-    # part is the same checkerboard up to a one-pixel shift).
+    # typically displaced by a crop or a border. A lattice's correlation repeats every period, so
+    # half a period each way is every phase; its backstop is gated (Detection.gated), since a
+    # search over phases also finds other generators' periodic traces (measured: SD1.4's fakes
+    # passed DALL-E Mini's ungated search at 6-7 of 10, docs/accuracy.md).
     window: int = 8
 
 
@@ -80,8 +79,8 @@ class Estimator:
 ESTIMATORS = {e.name: e for e in (
     Estimator("mean/z", "mean", 8, "correlation"),
     Estimator("mean/zbg", "mean", 8, "zbg"),
-    Estimator("lattice8/zbg", "lattice", 8, "zbg", window=0),
-    Estimator("lattice16/zbg", "lattice", 16, "zbg", window=0),
+    Estimator("lattice8/zbg", "lattice", 8, "zbg", window=4),
+    Estimator("lattice16/zbg", "lattice", 16, "zbg", window=8),
 )}
 AUTO = "auto"
 # The embedded set holds five generators: a fingerprint evaluated alone is held to the share of

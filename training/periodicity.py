@@ -3,7 +3,7 @@
 The lattice estimators (``training/config.py``) can only find a trace that repeats with the
 crop grid's period. These measures say, without any fingerprint, whether there is one to find:
 a residual folded modulo P (the mean of every P x P cell), less its separable part (a row plus
-a column profile, which a photo's block grid fills: ``deblocked``), keeps 3 (P - 1)^2 free
+a column profile, which a photo's block grid fills: ``training.trainer.deblocked``), keeps 3 (P - 1)^2 free
 values. Both measures are 1 for white noise and far above 1 for a fixed pattern on the grid.
 Folding and squaring ignore the phase, so an image moved off its generator's grid keeps its
 value. Used by ``bench/periodic_energy.py``.
@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import torch
 
-from training.trainer import deblocked
+from dif.scoring import lattice_cell
 
 
 def folded(pattern: torch.Tensor, period: int) -> torch.Tensor:
     """``[C, H, W]`` (H, W multiples of ``period``) -> its non-separable P x P cell ``[C, P, P]``."""
-    channels, height, width = pattern.shape
-    cells = deblocked(pattern, period).reshape(channels, height // period, period, width // period, period)
-    return cells.mean(dim=(1, 3))
+    return lattice_cell(pattern, period)
 
 
 def residual_ratio(residual: torch.Tensor, period: int) -> float:

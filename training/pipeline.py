@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from dif.calibration import Calibration, fit
-from dif.decision import DEFAULT_RATE, NullModel, backstopped, fit_null, fit_search_null, p_values, widest
+from dif.decision import DEFAULT_RATE, NullModel, backstopped, fit_null, fit_search_null, gated, p_values, widest
 from dif.detection import Detection
 from dif.scoring import CorrelationScorer
 from training.config import AUTO, DEFAULT_FAMILY_SIZE, ESTIMATORS, Estimator, FitConfig
@@ -26,9 +26,9 @@ def image_statistics(fingerprint: torch.Tensor, cache: ResidualCache, detection:
     """
     chosen = list(range(len(cache.labels))) if images is None else images
     # The shift surface costs an inverse FFT per image: only when a window feature is asked for.
-    window = detection.window if any(name.startswith("peak") for name in names) else 0
+    window = detection.window if any(name.startswith("peak") or name == "grid_cosine" for name in names) else 0
     scorer = CorrelationScorer(fingerprint[None].to(device), max_shift=window,
-                               background=detection.statistic == "zbg")
+                               background=detection.statistic == "zbg", lattice=detection.lattice)
     out = [torch.empty(len(chosen)) for _ in names]
     for start in range(0, len(chosen), chunk):
         part = cache.subset(chosen[start : start + chunk])
@@ -69,12 +69,16 @@ def _p(statistic: torch.Tensor, sign: float, scale: float, searched: int) -> tor
 
 
 def null_scored(statistic: torch.Tensor, null: NullModel, detection: Detection,
-                backstop: torch.Tensor | None = None) -> Scored:
+                backstop: torch.Tensor | None = None, cosine: torch.Tensor | None = None) -> Scored:
     """p-values of one fingerprint's statistic by ``dif.decision.p_values`` (with the shift-search
-    backstop's ``peak_zbg`` where the detection has one), and its null units."""
+    backstop's ``peak_zbg`` where the detection has one, gated by ``cosine`` where it is gated),
+    and its null units."""
     p = _p(statistic, null.sign, null.scale, detection.searched)
     if backstop is not None and detection.backstop:
         search = _p(backstop, null.sign, null.backstop_scale, detection.backstop_searched)
+        if detection.gated:
+            assert cosine is not None, "a gated backstop needs the images' grid_cosine"
+            search = gated(search, cosine, torch.full_like(search, detection.min_cosine))
         p = backstopped(p, search, torch.ones_like(p, dtype=torch.bool))
     return Scored(p, statistic.double() * null.sign / null.scale)
 
@@ -82,7 +86,8 @@ def null_scored(statistic: torch.Tensor, null: NullModel, detection: Detection,
 def score_cache(fingerprint: torch.Tensor, null: NullModel, cache: ResidualCache, detection: Detection,
                 device: torch.device, images: list[int] | None = None) -> Scored:
     columns = image_statistics(fingerprint, cache, detection, device, detection.decision_statistics, images)
-    return null_scored(columns[0], null, detection, columns[1] if detection.backstop else None)
+    statistic, *backstop = columns  # the backstop's peak and grid_cosine, where the detection has them
+    return null_scored(statistic, null, detection, *backstop)
 
 
 def stratified_folds(labels: list[int] | torch.Tensor, folds: int, seed: int) -> list[list[int]]:
@@ -118,7 +123,8 @@ def candidates(config: FitConfig) -> list[tuple[str, FitConfig]]:
     def applied(e: Estimator) -> FitConfig:
         return replace(config, train=replace(config.train, prior=e.prior, period=e.period),
                        detection=replace(config.detection, feature=e.feature, max_shift=0,
-                                                 backstop_window=e.window))
+                                                 backstop_window=e.window,
+                                                 lattice=e.period if e.prior == "lattice" else 0))
 
     if config.estimator == "flags":
         return [("flags", config)]
@@ -138,12 +144,16 @@ def group_null(groups: list[torch.Tensor]) -> NullModel:
     return widest([fit_null(g) for g in groups if g.numel()])
 
 
+def inner_passes(null: NullModel, fakes: torch.Tensor) -> torch.Tensor:
+    """Which held-out statistics the service would call fake at the default per-generator threshold."""
+    threshold = float(-torch.special.ndtri(torch.tensor(DEFAULT_RATE / DEFAULT_FAMILY_SIZE, dtype=torch.float64)))
+    return fakes.double() / null.scale >= threshold
+
+
 def inner_merit(null: NullModel, fakes: torch.Tensor) -> tuple[float, float]:
     """How well held-out statistics separate, as the service would decide: (TPR at the default
     per-generator threshold under the null fitted on the held-out reals, median fake in null units)."""
-    fakes = fakes.double() / null.scale
-    threshold = float(-torch.special.ndtri(torch.tensor(DEFAULT_RATE / DEFAULT_FAMILY_SIZE, dtype=torch.float64)))
-    return float((fakes >= threshold).double().mean()), float(fakes.median())
+    return float(inner_passes(null, fakes).double().mean()), float((fakes.double() / null.scale).median())
 
 
 def _deal(images: list[int], parts: int) -> list[list[int]]:
@@ -216,6 +226,7 @@ def fit_fingerprint(cache: ResidualCache, images: list[int], config: FitConfig, 
     copies: dict[str, list[torch.Tensor]] = {name: [] for name, _ in options}  # of the training reals
     outside: dict[str, list[torch.Tensor]] = {name: [] for name, _ in options}  # null_only photos, copies
     inner_fits: list[InnerFit] = []
+    inner_held: list[list[int]] = []  # positions in ``images`` held out by each inner fold
     outsiders = _deal(list(null_only or []), inner)
     for held, extra in zip(stratified_folds(labels, inner, config.train.seed + 1), outsiders, strict=True):
         out = set(held)
@@ -232,6 +243,7 @@ def fit_fingerprint(cache: ResidualCache, images: list[int], config: FitConfig, 
             outside[name] += _statistic_with_copies(inner_fp, cache, option.detection, statistic, device, extra)
         held_reals = [images[i] for i in held if labels[i] == REAL]
         inner_fits.append(([held_reals, extra] if null_only else [held_reals], trained))
+        inner_held.append(held)
     # One null per photo collection (the training reals; the null_only photos), the widest kept.
     nulls = {name: group_null([torch.cat([stats[labels == REAL], *copies[name]]), torch.cat(outside[name] or
                                                                                            [torch.empty(0)])])
@@ -251,10 +263,37 @@ def fit_fingerprint(cache: ResidualCache, images: list[int], config: FitConfig, 
                  "null_reals": nulls[name].n_reals,
                  "candidates": {n: {"tpr": round(m[0], 4), "median_fake": round(m[1], 3)} for n, m in merits.items()}}
     null = nulls[name]
-    if chosen.detection.backstop:
-        searched = chosen.detection.backstop_searched
+    detection = chosen.detection
+    if detection.backstop:
+        searched = detection.backstop_searched
         scales = [fit_search_null(null, peaks, searched).search_scale
                   for peaks in _held_out_peaks(cache, inner_fits, chosen, device)]
         null = replace(null, search_scale=max(s for s in scales if s is not None))
+    if detection.backstop and detection.lattice:
+        detection = _gate(cache, images, inner_held, inner_fits, chosen, null, stats, device)
+        estimator["min_cosine"] = round(detection.min_cosine, 4)
     return Fitted(fingerprint, fit(stats[labels == REAL], stats[labels == FAKE], f"inner-cv-{inner}"),
-                  null, chosen.detection, estimator)
+                  null, detection, estimator)
+
+
+def _gate(cache: ResidualCache, images: list[int], inner_held: list[list[int]], inner_fits: list[InnerFit],
+          chosen: FitConfig, null: NullModel, held_out: torch.Tensor, device: torch.device) -> Detection:
+    """The lattice's backstop gated at the least grid cosine of the held-out fakes that pass at zero
+    shift (``Detection.gated``), each measured with the inner fingerprint that did not see it: a
+    copy of such a fake moved off the grid keeps its cosine, another generator's trace does not.
+    With no passing held-out fake (a lattice whose fakes inner CV cannot catch) there is no
+    cosine to require, so the backstop is dropped rather than left ungated.
+    """
+    labels = cache.labels[images]
+    cosines: list[torch.Tensor] = []
+    for held, (_, trained) in zip(inner_held, inner_fits, strict=True):
+        fakes = [i for i in held if labels[i] == FAKE]
+        passing = [images[i] for i, ok in zip(fakes, inner_passes(null, held_out[fakes]).tolist(), strict=True) if ok]
+        if passing:
+            cosines += image_statistics(trained[chosen.train], cache, chosen.detection, device, ("grid_cosine",),
+                                        passing)
+    found = torch.cat(cosines) if cosines else torch.empty(0)
+    found = found[torch.isfinite(found)]
+    if null.sign < 0 or not found.numel():
+        return replace(chosen.detection, backstop_window=0)
+    return replace(chosen.detection, min_cosine=float(found.min().clamp(0.0, 1.0)))

@@ -246,7 +246,8 @@ def _result(upload: Upload, scored: Scored, total_ms: float, service: Service) -
         batch_size=done.batch_size, model_version=done.value.model_version,
         scores=[GeneratorScoreOut(generator=s.generator, p_value=s.p_value, score=s.score, fake=s.fake,
                                   statistic=s.statistic, correlation=s.correlation, z=s.z, peak_z=s.peak_z,
-                                  shift=s.shift, pce=s.pce) for s in verdict.generators],
+                                  shift=s.shift, pce=s.pce, grid_cosine=s.grid_cosine)
+                for s in verdict.generators],
         provenance=None if item.provenance is None else ProvenanceOut.model_validate(item.provenance.to_dict()),
         timings_ms=timings,
     )

@@ -23,6 +23,7 @@ def test_one_file_is_scored_against_every_generator(shared_server: ThreadServer,
         assert isinstance(score["fake"], bool) and score["fake"] == (score["score"] >= 0.5)
         assert isinstance(score["correlation"], float) and -1.0 <= score["correlation"] <= 1.0
         assert score["statistic"] == score["z"]  # zero-shift fingerprints are decided on z
+        assert score["grid_cosine"] is None  # not lattices: no grid cosine
     assert body["false_positive_rate"] == 0.01  # DIF_FALSE_POSITIVE_RATE's default
     family_p = min(1.0, min(s["p_value"] for s in body["scores"]) * len(GENERATORS))
     assert body["p_value"] == pytest.approx(family_p)

@@ -42,10 +42,10 @@ class GeneratorScoreOut(BaseModel):
     shift: Shift = Field(description="best shift of the fingerprint's window [dy, dx] (0, 0 without one)")
     pce: float
     grid_cosine: float | None = Field(
-        default=None, description="for a lattice fingerprint with a shift backstop: cosine between this image's "
-                                  "periodic pattern and the fingerprint's at shift. The backstop counts only "
-                                  "from the fingerprint's min_cosine up, so another generator's periodic trace "
-                                  "is not blamed on this one (null otherwise)")
+        default=None, description="for a lattice fingerprint: cosine between this image's periodic pattern and "
+                                  "the fingerprint's at shift. Its shift search counts only from its "
+                                  "detection.min_cosine up, so another generator's periodic trace found at some "
+                                  "phase is not blamed on it (null for other fingerprints)")
 
 
 class C2paActionOut(BaseModel):

@@ -45,7 +45,9 @@ from testkit.servers import start_app
 CONCURRENCY = (1, 8, 32)
 # What a fingerprint is decided on changes what scoring computes: z_bg one more matrix product,
 # the backstop an inverse FFT per image and fingerprint over its shift window.
-DETECTIONS = {"z_bg (lattice estimators)": Detection(feature="zbg"),
+DETECTIONS = {"z_bg at zero shift": Detection(feature="zbg"),
+              "z_bg + every phase, gated by the grid cosine (lattice estimators)":
+                  Detection(feature="zbg", backstop_window=4, lattice=8, min_cosine=0.4),
               "z + 8-px shift backstop (mean estimators)": Detection(backstop_window=8)}
 
 

@@ -195,9 +195,9 @@ def p_values(statistic: torch.Tensor, sign: torch.Tensor, scale: torch.Tensor, s
 
 
 def gated(p_search: torch.Tensor, cosine: torch.Tensor, min_cosine: torch.Tensor) -> torch.Tensor:
-    """The backstop's p-values where the image's periodic pattern has the fingerprint's shape
-    (``cosine >= min_cosine``; ``dif.detection.Detection.gated``), 1 elsewhere. A gate of 0 lets
-    everything through, a NaN cosine nothing where there is a gate."""
+    """A lattice fingerprint's search p-values where the image's periodic pattern has the fingerprint's
+    shape (``cosine >= min_cosine``; ``dif.detection.Detection.gated``), 1 elsewhere. A gate of 0
+    lets everything through, a NaN cosine nothing where there is a gate."""
     shaped = (cosine.double() >= min_cosine.double()) | (min_cosine.double() <= 0.0)
     return torch.where(shaped, p_search, torch.ones_like(p_search))
 

@@ -55,7 +55,7 @@ class GeneratorScore:
     shift: tuple[int, int]
     pce: float
     # Cosine of the image's periodic pattern with a lattice fingerprint at ``shift`` (None: not a
-    # lattice with a window); its backstop counts only from the fingerprint's min_cosine up.
+    # lattice with a window); its shift search counts only from its min_cosine up (Detection.gated).
     grid_cosine: float | None = None
 
 

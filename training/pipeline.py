@@ -71,13 +71,13 @@ def _p(statistic: torch.Tensor, sign: float, scale: float, searched: int) -> tor
 def null_scored(statistic: torch.Tensor, null: NullModel, detection: Detection,
                 backstop: torch.Tensor | None = None, cosine: torch.Tensor | None = None) -> Scored:
     """p-values of one fingerprint's statistic by ``dif.decision.p_values`` (with the shift-search
-    backstop's ``peak_zbg`` where the detection has one, gated by ``cosine`` where it is gated),
-    and its null units."""
+    backstop's ``peak_zbg`` where the detection has one, gated by ``cosine`` where the detection
+    is gated), and its null units."""
     p = _p(statistic, null.sign, null.scale, detection.searched)
     if backstop is not None and detection.backstop:
         search = _p(backstop, null.sign, null.backstop_scale, detection.backstop_searched)
         if detection.gated:
-            assert cosine is not None, "a gated backstop needs the images' grid_cosine"
+            assert cosine is not None, "a gated search needs the images' grid_cosine"
             search = gated(search, cosine, torch.full_like(search, detection.min_cosine))
         p = backstopped(p, search, torch.ones_like(p, dtype=torch.bool))
     return Scored(p, statistic.double() * null.sign / null.scale)

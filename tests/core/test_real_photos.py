@@ -96,6 +96,23 @@ def test_noise_flat_and_upscaled_photos_are_not_called_fake(embedded: Detector, 
     assert all(g.p_value >= 0.4 for g in flat.generators), "a flat image carries no evidence at all"
 
 
+def test_the_lattices_are_gated_and_find_their_fakes_cropped_off_the_grid(embedded: Detector, ltim: Path) -> None:
+    """What ships: the lattice fingerprints search every phase and are gated by the grid cosine.
+    (These fakes trained the embedded set, so this checks the mechanism, not an accuracy figure:
+    that is bench.robustness, on held-out fakes.)"""
+    lattices = [f for f in embedded.fingerprints if f.detection.lattice]
+    assert {f.name for f in lattices} >= {"sd14", "mj"}, [f.name for f in lattices]
+    assert all(f.detection.gated and f.detection.backstop_window * 2 >= f.detection.lattice for f in lattices)
+    image = decode_image(list_images(ltim / "sd14" / "1_fake")[0])
+    verdict = embedded.predict([embedded.prepare(crop(1, 1)(image))], OperatingPoint()).images[0]
+    assert verdict.fake and verdict.top in ("sd14", None) and "sd14" in verdict.candidates, verdict
+    sd14 = next(g for g in verdict.generators if g.generator == "sd14")
+    gate = next(f.detection.min_cosine for f in lattices if f.name == "sd14")
+    assert sd14.shift != (0, 0) and sd14.grid_cosine is not None and sd14.grid_cosine >= gate, sd14
+    # The aperiodic fingerprints have no lattice and report no grid cosine.
+    assert all(g.grid_cosine is None for g in verdict.generators if g.generator in ("glide", "dalle_2"))
+
+
 # Published lineage among the sample generators: unCLIP's (DALL·E 2's) decoder is a modified GLIDE
 # (Ramesh et al. 2022, section 2.1), and MidJourney's fingerprint is SD1.4's closest relative (Sinitsa &
 # Fried 2024). A fake blamed on its generator's parent shares that parent's traces: not a wrong generator.

@@ -222,7 +222,8 @@ class GeneratorOut(BaseModel):
     tpr_at_operating_point: float | None = Field(description="the same at DIF_FALSE_POSITIVE_RATE")
     weak: bool | None = Field(description="true when tpr_at_operating_point < 0.5: the generator is loaded but most "
                                           "of its images are missed; null if not measured")
-    schema_version: int = Field(description="artifact schema; 1 = migrated (null derived, no TPR recorded)")
+    schema_version: int = Field(description="artifact schema; 1 = migrated (null derived, no TPR recorded), "
+                                            "2 = no grid-cosine gate, 3 = current")
     metadata: dict[str, Any]
 
 

@@ -4,7 +4,10 @@ Files:
 - ``fingerprint.safetensors``: one float32 tensor ``fingerprint`` of shape ``[3, S, S]``;
 - ``metadata.json``: schema below (``SCHEMA_VERSION``). Version 2 adds ``null`` (the decision
   rule's null model, ``dif.decision``); version 1 artifacts still load, their null re-derived
-  from the fingerprint's orientation with the theoretical N(0, 1) and no tail correction;
+  from the fingerprint's orientation with the theoretical N(0, 1) and no tail correction.
+  Version 3 adds ``detection.lattice`` and ``detection.min_cosine`` (a lattice's shift search
+  gated by the grid cosine, ``dif.detection.Detection.gated``): a build that reads only up to 2
+  would search such a lattice ungated, so it must refuse it; version 2 artifacts load ungated;
 - ``fingerprint.png`` / ``spectrum.png``: for people, never read back.
 
 Only safetensors and JSON are ever parsed, so a hostile artifact cannot run code.
@@ -36,8 +39,8 @@ from dif.render import fingerprint_image, save_png, spectrum_image
 
 log = logging.getLogger("dif.artifact")
 
-SCHEMA_VERSION = 2
-READABLE_SCHEMAS = (1, 2)
+SCHEMA_VERSION = 3
+READABLE_SCHEMAS = (1, 2, 3)
 WEIGHTS_FILE = "fingerprint.safetensors"
 METADATA_FILE = "metadata.json"
 TENSOR_KEY = "fingerprint"
@@ -223,7 +226,8 @@ def parse_metadata(raw: bytes, source: str) -> ArtifactMetadata:
             f"{', '.join(map(str, READABLE_SCHEMAS))}); re-export the artifact with this version of `dif`"
         )
     if meta["schema_version"] >= 2 and not isinstance(meta.get("null"), dict):
-        raise ArtifactError(f"{source}: schema_version 2 needs a null object; re-create it with `dif train`")
+        raise ArtifactError(f"{source}: schema_version {meta['schema_version']} needs a null object; "
+                            "re-create it with `dif train`")
     validate_name(meta["name"], source)
     if not isinstance(meta["crop_size"], int) or not 16 <= meta["crop_size"] <= 2048:
         raise ArtifactError(f"{source}: crop_size must be an integer between 16 and 2048")

@@ -69,7 +69,7 @@ def test_train_records_tpr_and_eval_measures_fpr(ltim: Path, tmp_path: Path,
                  "--device", "cpu", "--calibration", "train"]) == 0
     assert "cross-validated TPR at 1 %" in capsys.readouterr().out
     meta = json.loads((tmp_path / "mj" / "metadata.json").read_text())
-    assert meta["schema_version"] == 2 and set(meta["metrics"]["crossval"]["tpr_at_fpr"]) == {"0.01", "0.05"}
+    assert meta["schema_version"] == 3 and set(meta["metrics"]["crossval"]["tpr_at_fpr"]) == {"0.01", "0.05"}
     report = run_json(capsys, ["eval", str(tmp_path / "mj"), str(ltim / "sd14"), "--json", "--quiet",
                                "--reals", str(CBSD68), "--device", "cpu"])
     assert report["n_unseen_reals"] == 68 and report["fpr_at"]["0.01"] <= 3 / 68

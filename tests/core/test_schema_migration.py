@@ -59,7 +59,7 @@ def test_saving_a_migrated_artifact_writes_the_current_schema(tmp_path: Path) ->
     fp = load_fingerprint(old_artifact(tmp_path / "old"))
     out = save_fingerprint(fp, tmp_path / "new" / "mj")
     meta = json.loads((out / METADATA_FILE).read_text())
-    assert meta["schema_version"] == SCHEMA_VERSION == 2 and meta["null"]["scale"] == 1.0
+    assert meta["schema_version"] == SCHEMA_VERSION == 3 and meta["null"]["scale"] == 1.0
     assert load_fingerprint(out).null_model == fp.null_model
 
 
@@ -79,7 +79,7 @@ def test_a_schema_2_artifact_needs_a_valid_null(tmp_path: Path, null: object) ->
 def test_the_embedded_set_is_current_and_records_what_it_catches() -> None:
     for folder in sorted((REPO / "fingerprints").iterdir()):
         meta = json.loads((folder / METADATA_FILE).read_text())
-        assert meta["schema_version"] == 2, folder
+        assert meta["schema_version"] == 3, folder
         crossval = meta["metrics"]["crossval"]
         assert set(crossval["tpr_at_fpr"]) == {"0.01", "0.05"}
         # Half of CBSD68 widens the null, the other half measures its FPR: never the same photo.
@@ -87,3 +87,16 @@ def test_the_embedded_set_is_current_and_records_what_it_catches() -> None:
         assert crossval["n_unseen_reals"] >= 30 and crossval["n_unseen_reals"] + null_photos == 68
         assert len(set(meta["provenance"]["null_real_sha256"])) == null_photos
         assert len(crossval["heldout_fake_p"]) == crossval["n_fake"]
+
+
+def test_a_schema_2_artifact_loads_without_a_grid_cosine_gate(tmp_path: Path) -> None:
+    # Schema 3 added detection.lattice / min_cosine; a schema 2 artifact never had a gated search.
+    folder = old_artifact(tmp_path, schema_version=2, null={"scale": 1.3, "sign": 1.0},
+                          detection={"feature": "zbg", "backstop_window": 0})
+    fp = load_fingerprint(folder)
+    assert fp.schema_version == 2 and fp.detection.lattice == 0 and not fp.detection.gated
+
+
+def test_a_newer_schema_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(ArtifactError, match="re-export"):
+        load_fingerprint(old_artifact(tmp_path, schema_version=SCHEMA_VERSION + 1, null={"scale": 1.0}))

@@ -25,7 +25,7 @@ def test_list_describes_every_loaded_generator(shared_server: ThreadServer) -> N
     assert first["metadata"]["name"] == "alpha" and "fingerprint_sha256" in first["metadata"]
     assert first["calibration"]["threshold"] == 0.01
     assert body["false_positive_rate"] == 0.01 and first["null"]["scale"] >= 1.0
-    assert first["schema_version"] == 2
+    assert first["schema_version"] == 3
 
 
 def test_each_generator_says_how_much_of_its_generator_it_catches(shared_server: ThreadServer) -> None:

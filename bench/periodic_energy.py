@@ -25,9 +25,10 @@ from dif.artifact import load_fingerprint
 from dif.detection import DEFAULT_EXTRACTOR
 from dif.extractors import create
 from dif.images import decode_image
+from dif.scoring import lattice_cell
 from testkit.paths import CBSD68, LTIM, REFERENCE
 from training.importer import import_reference
-from training.periodicity import folded, pattern_ratio, residual_ratio
+from training.periodicity import pattern_ratio, residual_ratio
 
 GENERATORS = ("sd14", "mj", "dalle_mini", "glide", "dalle_2")
 
@@ -43,17 +44,17 @@ def image_ratios(paths: list[Path], periods: list[int]) -> dict[int, list[float]
     return out
 
 
-def shared_lattice(periods: list[int]) -> dict[int, dict[str, float]]:
+def shared_lattice(tensors: dict[str, torch.Tensor], periods: list[int]) -> dict[int, dict[str, float]]:
     """Cosine between the reference fingerprints' P-periodic cells, over all 12 generators.
 
     A lattice the fingerprint network puts into every output (its own up- and down-sampling) is
     shared by unrelated generators; a generator's own trace is not.
     """
-    tensors = {f.name: import_reference(f).tensor for f in sorted(REFERENCE.iterdir()) if f.is_dir()}
     print(f"\nReference fingerprints' periodic cells, cosine between the {len(tensors)} generators")
     out: dict[int, dict[str, float]] = {}
     for period in periods:
-        cells = torch.stack([folded(t.reshape(-1, *t.shape[-2:]).double(), period).flatten() for t in tensors.values()])
+        cells = torch.stack([lattice_cell(t.reshape(-1, *t.shape[-2:]).double(), period).flatten()
+                             for t in tensors.values()])
         unit = cells / cells.norm(dim=1, keepdim=True)
         cosine = unit @ unit.T
         names = list(tensors)
@@ -112,10 +113,11 @@ def main() -> None:
         above = [sum(x > real_max[p] for x in by_period[p]) for p in periods] if "fakes" in name else []
         print(f"{name:26s}{cells}   {above if above else ''}")
 
+    references = {f.name: import_reference(f).tensor for f in sorted(REFERENCE.iterdir()) if f.is_dir()}
     fingerprints: dict[str, dict[str, list[float]]] = {}
     print("\nFingerprints: share of energy on the P-lattice over white noise's (1 = no periodic part)")
     for name in GENERATORS:
-        rows = {"reference (1,024 fakes)": import_reference(REFERENCE / name).tensor}
+        rows = {"reference (1,024 fakes)": references[name]}
         ours = args.fingerprints / name
         if ours.is_dir():
             fp = load_fingerprint(ours)
@@ -125,7 +127,7 @@ def main() -> None:
             fingerprints.setdefault(name, {})[label] = ratios
             print(f"{name:11s} {label:26s}" + "".join(f"{'P=' + str(p)}: {r:8.1f}  " for p, r in zip(periods, ratios,
                                                                                                  strict=True)))
-    shared = shared_lattice(periods)
+    shared = shared_lattice(references, periods)
     if args.json:
         args.json.write_text(json.dumps({"images": measured, "fingerprints": fingerprints,
                                          "reference_cell_cosine": shared}, indent=1))

@@ -145,8 +145,12 @@ class CorrelationScorer:
         self.weights = _half_spectrum_weights(self.shape[-1], fingerprints.device)
         self._gen_outer: torch.Tensor | None = None  # built on first use, reused for every batch
         self.background = background  # also compute z_bg
-        # Each fingerprint's lattice period (0: aperiodic); grid_cosine only where it has a window.
-        self.lattice = torch.as_tensor(lattice).expand(count).clone().cpu()
+        # Fingerprints whose grid_cosine is computed (a lattice with a window), by lattice period:
+        # fixed per scorer, so no batch recomputes it.
+        periods = torch.as_tensor(lattice).expand(count).cpu()
+        periods = torch.where(self.max_shift.cpu() > 0, periods, torch.zeros_like(periods))
+        self.grid_columns = {int(p): torch.nonzero(periods == p).flatten().to(fingerprints.device)
+                             for p in periods.unique().tolist() if p > 0}
 
     @property
     def count(self) -> int:
@@ -236,20 +240,15 @@ class CorrelationScorer:
             peak[:, searched] = best
             peak_z[:, searched] = best / rms[:, searched]
         return Scores(correlation, z, peak, peak_z, shift, pce, z_bg, peak / bg_rms,
-                      self._grid_cosine(mean_unit, peak, searched))
+                      self._grid_cosine(mean_unit, peak))
 
-    def _grid_cosine(self, mean_unit: torch.Tensor, peak: torch.Tensor, searched: torch.Tensor) -> torch.Tensor:
+    def _grid_cosine(self, mean_unit: torch.Tensor, peak: torch.Tensor) -> torch.Tensor:
         """``[N, G]``: the window's best correlation over the norm of the image's residual folded on
         the fingerprint's lattice (NaN elsewhere). A unit-norm P-periodic fingerprint correlates with
         an image only through that folded part, so the quotient is a cosine in [-1, 1]."""
         cosine = torch.full_like(peak, float("nan"))
-        wanted = self.lattice.clone()
-        wanted[self.max_shift.cpu() == 0] = 0
-        if not bool((wanted > 0).any()) or not searched.numel():
-            return cosine
         images = mean_unit.reshape(-1, *self.shape)
-        for period in sorted(set(wanted[wanted > 0].tolist())):
-            columns = torch.nonzero(wanted == period).flatten().to(peak.device)
+        for period, columns in self.grid_columns.items():
             cells = self.shape[-2] * self.shape[-1] / period**2
             norm = lattice_cell(images, period).flatten(1).norm(dim=1) * cells**0.5
             cosine[:, columns] = peak[:, columns] / norm.clamp_min(1e-12)[:, None]

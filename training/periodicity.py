@@ -16,11 +16,6 @@ import torch
 from dif.scoring import lattice_cell
 
 
-def folded(pattern: torch.Tensor, period: int) -> torch.Tensor:
-    """``[C, H, W]`` (H, W multiples of ``period``) -> its non-separable P x P cell ``[C, P, P]``."""
-    return lattice_cell(pattern, period)
-
-
 def residual_ratio(residual: torch.Tensor, period: int) -> float:
     """An image residual's P-periodic energy over what a residual without a periodic part has (~1).
 
@@ -31,12 +26,12 @@ def residual_ratio(residual: torch.Tensor, period: int) -> float:
     cut = residual[:, : height - height % period, : width - width % period].double()
     cells = cut.shape[1] * cut.shape[2] / period**2
     dof = 3 * (period - 1) ** 2
-    return float(folded(cut, period).square().sum() * cells / cut.var() / dof)
+    return float(lattice_cell(cut, period).square().sum() * cells / cut.var() / dof)
 
 
 def pattern_ratio(pattern: torch.Tensor, period: int) -> float:
     """A fingerprint's share of energy on the P-periodic non-separable subspace, over white noise's."""
     _, height, width = pattern.shape
     cut = pattern.double()
-    share = float(folded(cut, period).square().sum() * (height * width / period**2) / cut.square().sum())
+    share = float(lattice_cell(cut, period).square().sum() * (height * width / period**2) / cut.square().sum())
     return share / ((period - 1) ** 2 / (height * width))

@@ -13,9 +13,10 @@ bench/soak.py and the test suite).
 
 Images: every file of ../shared/data/ltim (PNG 256-512 px and JPEG up to ~1000 px).
 Fingerprints: random tensors with the default extractor: scoring cost does not
-depend on their values, only on what each is decided on. The servers score plain `z`; the
-13-vs-1 cost is also measured in-process for the embedded set's two kinds (`z_bg` of the
-lattices, `z` with the 8-pixel shift-search backstop of the mean fingerprints).
+depend on their values, only on what each is decided on and whether it is periodic. The
+servers score plain `z`; the 13-vs-1 cost is also measured in-process for each kind the
+trainer makes (`z_bg` of the mean, `z_bg` with the gated phase search of the periodic
+lattices, `z` with the 8-pixel shift-search backstop of the mean).
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ from testkit.servers import start_app
 CONCURRENCY = (1, 8, 32)
 # What a fingerprint is decided on changes what scoring computes: z_bg one more matrix product,
 # the backstop an inverse FFT per image and fingerprint over its shift window.
-DETECTIONS = {"z_bg at zero shift": Detection(feature="zbg"),
-              "z_bg + every phase, gated by the grid cosine (lattice estimators)":
+DETECTIONS = {"z_bg at zero shift (mean/zbg)": Detection(feature="zbg"),
+              "z_bg + every phase, gated by the grid cosine (periodic lattices)":
                   Detection(feature="zbg", backstop_window=4, lattice=8, min_cosine=0.4),
               "z + 8-px shift backstop (mean estimators)": Detection(backstop_window=8)}
 

@@ -130,7 +130,7 @@ class Detector:
         stack = torch.stack([f.tensor for f in fingerprints]).to(self.device)
         shifts = torch.tensor([f.detection.window for f in fingerprints])
         self.scorer = CorrelationScorer(stack, max_shift=shifts.to(self.device),
-                                        background=any(f.detection.statistic == "zbg" for f in fingerprints),
+                                        background=torch.tensor([f.detection.statistic == "zbg" for f in fingerprints]),
                                         lattice=torch.tensor([f.detection.lattice for f in fingerprints]))
         # Each generator's null, as [G] rows for one vectorised p-value per batch (on the CPU: [N, G] is tiny).
         self.statistics = [f.detection.statistic for f in fingerprints]

@@ -1,7 +1,8 @@
 """Fingerprint artifacts made up on the spot: random tensors with a fixed, plausible calibration.
 
-Scoring costs do not depend on a fingerprint's values, and a random one calls every image real,
-so these serve the service tests and the throughput benches alike.
+Scoring costs depend on what a fingerprint is decided on and whether it is periodic (a lattice),
+not on its values, and a random one calls every image real, so these serve the service tests and
+the throughput benches alike.
 """
 
 from __future__ import annotations
@@ -28,9 +29,15 @@ def trainer_metrics(seed: int) -> dict[str, Any]:
 
 def random_fingerprint(name: str, seed: int, extractor: dict[str, Any] | None = None,
                        metadata: dict[str, Any] | None = None, detection: Detection | None = None) -> Fingerprint:
-    tensor = torch.randn((3, 256, 256), generator=torch.Generator().manual_seed(seed))
+    detection = detection or Detection()
+    gen = torch.Generator().manual_seed(seed)
+    # A lattice fingerprint is periodic (what the lattice estimators make), and the scorer
+    # searches a periodic one on its folded cell, which is what such a fingerprint costs.
+    period = detection.lattice
+    tensor = (torch.randn((3, period, period), generator=gen).repeat(1, 256 // period, 256 // period) if period
+              else torch.randn((3, 256, 256), generator=gen))
     return Fingerprint(name=name, tensor=tensor, calibration=CALIBRATION,
-                       extractor=extractor or create(DEFAULT_EXTRACTOR).describe(), detection=detection or Detection(),
+                       extractor=extractor or create(DEFAULT_EXTRACTOR).describe(), detection=detection,
                        metadata={} if metadata is None else metadata)
 
 

@@ -141,3 +141,54 @@ def test_scoring_in_chunks_of_images_equals_scoring_the_batch_at_once(monkeypatc
     whole = scorer.score(res, groups, 5)
     for a, b in zip(chunked.columns(), whole.columns(), strict=True):
         assert a.shape == b.shape and torch.allclose(a, b, atol=1e-5, equal_nan=True)
+
+
+def _mixed_set() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Four 8-periodic fingerprints (deblocked cells, as the lattice estimators make them), one
+    that claims the lattice but is not periodic, one aperiodic searched; residuals carrying them moved."""
+    gen = torch.Generator().manual_seed(5)
+    cells = torch.randn(4, 3, 8, 8, generator=gen)
+    cells -= cells.mean(-1, keepdim=True) + cells.mean(-2, keepdim=True) - cells.mean((-2, -1), keepdim=True)
+    fps = torch.cat([cells.repeat(1, 1, 8, 8), torch.randn(2, 3, 64, 64, generator=gen)])
+    carried = fps[[0, 1, 2, 3, 4, 5, 0]].roll((3, -2), (-2, -1))
+    return fps, torch.randn(7, 3, 64, 64, generator=gen) + 0.1 * carried, torch.tensor([8, 8, 8, 8, 8, 0])
+
+
+def test_periodic_fingerprints_score_on_their_lattice_exactly_as_in_full():
+    """The folded search and the lattice-bin noise levels are shortcuts, not approximations: every
+    statistic matches the full-surface computation of the same fingerprints scored as aperiodic."""
+    fps, res, lattice = _mixed_set()
+    windows = torch.tensor([4, 4, 3, 0, 4, 8])
+    fast = CorrelationScorer(fps, max_shift=windows, background=True, lattice=lattice)
+    full = CorrelationScorer(fps, max_shift=windows, background=True)
+    assert set(fast.lattice_bins) == {8} and fast.lattice_bins[8][0].tolist() == [0, 1, 2, 3]
+    assert fast.fold_search[8][0].tolist() == [0, 1, 2] and fast.surface_columns.tolist() == [4, 5]
+    groups = torch.tensor([0, 1, 2, 3, 4, 5, 5])
+    for with_z in (False, True):
+        got, want = fast.score(res, groups, 6, with_z), full.score(res, groups, 6, with_z)
+        for name, a, b in zip(("correlation", "z", "peak", "peak_z", "shift", "pce", "z_bg", "peak_zbg"),
+                              got.columns()[:8], want.columns()[:8], strict=True):
+            assert torch.allclose(a.double(), b.double(), rtol=1e-4, atol=1e-5, equal_nan=True), name
+    assert tuple(got.shift[0, 0].tolist()) == (3, -2) and got.peak_z[0, 0] > 5
+
+
+def test_grid_cosine_of_a_periodic_fingerprint_is_one_for_its_own_moved_pattern():
+    fps, _, lattice = _mixed_set()
+    moved = fps[:1].roll((5, 1), (-2, -1))
+    scores = CorrelationScorer(fps, max_shift=4, lattice=lattice).score(moved, torch.arange(1), 1)
+    assert abs(float(scores.grid_cosine[0, 0]) - 1.0) < 1e-4
+    assert float(scores.grid_cosine[0, 1:4].abs().max()) < 0.7 and torch.isnan(scores.grid_cosine[0, 5])
+
+
+def test_noise_levels_are_the_same_whichever_way_they_are_computed():
+    """z from the lattice's bins, from a search's cross-spectra or from the full outer-product GEMM;
+    z_bg computed only for the fingerprints decided on it, equal to the all-background scorer's."""
+    fps, res, lattice = _mixed_set()
+    wants = torch.tensor([True, False, False, True, False, False])
+    fast = CorrelationScorer(fps, max_shift=torch.tensor([4, 4, 3, 0, 4, 8]), background=wants, lattice=lattice)
+    assert fast.cross_energy[1].tolist() == [4, 5] and fast.dense_columns.numel() == 0
+    got = fast.score(res, torch.arange(7), 7)
+    plain = CorrelationScorer(fps, background=True).score(res, torch.arange(7), 7)  # every z by the GEMM
+    assert torch.allclose(got.z, plain.z, rtol=1e-4)
+    assert torch.allclose(got.z_bg[:, wants], plain.z_bg[:, wants], rtol=1e-4)
+    assert torch.isnan(got.z_bg[:, ~wants]).all()

@@ -1,6 +1,7 @@
 """Which generators leave a periodic trace at all: per image, and in 1,024-image fingerprints.
 
-Usage: python -m bench.periodic_energy [--periods 2,4,8,16] [--json F] [--png docs/periodic-energy.png]
+Usage: python -m bench.periodic_energy [--periods 2,4,8,16] [--jpeg 95,90,75] [--json F]
+                                       [--png docs/periodic-energy.png]
 
 For every image, whether its residual has any P-periodic content beyond what noise leaves,
 at any phase, so no fingerprint is needed (``training.periodicity.residual_ratio``: about 1
@@ -10,6 +11,9 @@ The same subspace's share of a fingerprint's energy, over the share white noise 
 says whether a fingerprint is periodic: for the reference's released ones (1,024 fakes each,
 its U-Net prior) and our embedded ones (10 fakes; the lattice estimators are periodic by
 construction, so only the plain ``mean`` ones are informative).
+
+``--jpeg``: also every fake and CBSD68 photo re-saved as JPEG at these qualities, to see how much
+of a trace a re-save leaves for any fingerprint to find.
 """
 
 from __future__ import annotations
@@ -29,16 +33,18 @@ from dif.scoring import lattice_cell
 from testkit.paths import CBSD68, LTIM, REFERENCE
 from training.importer import import_reference
 from training.periodicity import pattern_ratio, residual_ratio
+from training.perturb import Transform, jpeg
 
 GENERATORS = ("sd14", "mj", "dalle_mini", "glide", "dalle_2")
 
 
-def image_ratios(paths: list[Path], periods: list[int]) -> dict[int, list[float]]:
+def image_ratios(paths: list[Path], periods: list[int], transform: Transform | None = None) -> dict[int, list[float]]:
     extractor = create(DEFAULT_EXTRACTOR)
     out: dict[int, list[float]] = {p: [] for p in periods}
     for path in paths:
+        image = decode_image(path)
         with torch.no_grad():
-            residual = extractor(decode_image(path)[None])[0]
+            residual = extractor((transform(image) if transform else image)[None])[0]
         for period in periods:
             out[period].append(residual_ratio(residual, period))
     return out
@@ -71,21 +77,28 @@ def plot(groups: dict[str, dict[int, list[float]]], periods: list[int], out: Pat
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(periods), figsize=(4.2 * len(periods), 5), sharey=False)
     names = list(groups)
+    width = max(4.2, 0.3 * len(names))
+    fig, axes = plt.subplots(1, len(periods), figsize=(width * len(periods), 5.5), sharey=False)
     for ax, period in zip(np.atleast_1d(axes), periods, strict=True):
         for i, name in enumerate(names):
             values = np.array(groups[name][period])
             jitter = np.random.default_rng(i).uniform(-0.15, 0.15, len(values))
             ax.plot(i + jitter, values, ".", ms=5, alpha=0.8)
-        reals = np.concatenate([groups[n][period] for n in names if "real" in n or "CBSD68" in n])
-        ax.axhline(float(reals.max()), color="r", ls="--", lw=1, label="largest real photo")
+        # Fakes are compared with photos treated alike (as they are, or re-saved the same way).
+        for k, treated in enumerate(dict.fromkeys(n.partition(", ")[2] for n in names)):
+            xs = [i for i, n in enumerate(names) if n.partition(", ")[2] == treated]
+            reals = [max(groups[n][period]) for n in names
+                     if n.partition(", ")[2] == treated and "fakes" not in n]
+            if reals:
+                ax.hlines(max(reals), min(xs) - 0.4, max(xs) + 0.4, colors="r", linestyles="--", lw=1,
+                          label="largest real photo, treated alike" if k == 0 else None)
         ax.axhline(1.0, color="k", ls=":", lw=1, label="noise (1)")
         ax.set(yscale="log", title=f"period {period} px", ylabel="periodic energy / noise's (log)")
         ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
         ax.grid(True, axis="y", which="both", alpha=0.3)
     np.atleast_1d(axes)[0].legend(fontsize=8)
-    fig.suptitle("Periodic energy of each image's signlap residual, any phase (block grid removed)")
+    fig.suptitle("Periodic energy of each image's signlap residual, any phase (block grid removed)", fontsize=10)
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     plt.close(fig)
@@ -97,6 +110,7 @@ def main() -> None:
     parser.add_argument("--fingerprints", type=Path, default=Path("fingerprints"))
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--png", type=Path, default=None)
+    parser.add_argument("--jpeg", default="", help="also re-saved as JPEG at these qualities, e.g. 95,90,75")
     args = parser.parse_args()
     torch.set_num_threads(2)
     periods = [int(p) for p in args.periods.split(",")]
@@ -104,14 +118,20 @@ def main() -> None:
     groups["sample reals (web JPEG)"] = sorted(LTIM.glob("*/0_real/*"))
     groups["CBSD68 photos"] = sorted(CBSD68.glob("*.png"))
     measured = {name: image_ratios(paths, periods) for name, paths in groups.items()}
+    for quality in [int(q) for q in args.jpeg.split(",") if q]:
+        for name in [n for n in groups if "fakes" in n or "CBSD68" in n]:
+            measured[f"{name}, JPEG q{quality}"] = image_ratios(groups[name], periods, jpeg(quality))
 
     print("Per image: periodic energy over noise's (~1 without a periodic trace); median [max]")
-    print(f"{'images':26s}" + "".join(f"{'P=' + str(p):>16s}" for p in periods) + "   n above every real photo")
-    real_max = {p: max(max(measured[n][p]) for n in measured if "fakes" not in n) for p in periods}
+    print(f"{'images':36s}" + "".join(f"{'P=' + str(p):>16s}" for p in periods)
+          + "   n above every real photo (treated alike)")
     for name, by_period in measured.items():
         cells = "".join(f"{np.median(v):>8.2f} [{max(v):5.2f}]" for v in by_period.values())
-        above = [sum(x > real_max[p] for x in by_period[p]) for p in periods] if "fakes" in name else []
-        print(f"{name:26s}{cells}   {above if above else ''}")
+        treated = name.partition(", ")[2]  # "" or "JPEG q90": fakes are compared with photos treated alike
+        reals = [n for n in measured if "fakes" not in n and n.partition(", ")[2] == treated]
+        above = ([sum(x > max(max(measured[n][p]) for n in reals) for x in by_period[p]) for p in periods]
+                 if "fakes" in name else [])
+        print(f"{name:36s}{cells}   {above if above else ''}")
 
     references = {f.name: import_reference(f).tensor for f in sorted(REFERENCE.iterdir()) if f.is_dir()}
     fingerprints: dict[str, dict[str, list[float]]] = {}

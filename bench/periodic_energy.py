@@ -71,6 +71,12 @@ def shared_lattice(tensors: dict[str, torch.Tensor], periods: list[int]) -> dict
     return out
 
 
+def treated_alike(names: list[str], name: str) -> list[str]:
+    """The photo groups a fake group is compared with: those treated the same way (as they are, or
+    re-saved alike; a name's treatment follows its ", ")."""
+    return [n for n in names if "fakes" not in n and n.partition(", ")[2] == name.partition(", ")[2]]
+
+
 def plot(groups: dict[str, dict[int, list[float]]], periods: list[int], out: Path) -> None:
     import matplotlib
 
@@ -86,10 +92,9 @@ def plot(groups: dict[str, dict[int, list[float]]], periods: list[int], out: Pat
             jitter = np.random.default_rng(i).uniform(-0.15, 0.15, len(values))
             ax.plot(i + jitter, values, ".", ms=5, alpha=0.8)
         # Fakes are compared with photos treated alike (as they are, or re-saved the same way).
-        for k, treated in enumerate(dict.fromkeys(n.partition(", ")[2] for n in names)):
-            xs = [i for i, n in enumerate(names) if n.partition(", ")[2] == treated]
-            reals = [max(groups[n][period]) for n in names
-                     if n.partition(", ")[2] == treated and "fakes" not in n]
+        for k, first in enumerate(dict.fromkeys(n.partition(", ")[2] for n in names)):
+            xs = [i for i, n in enumerate(names) if n.partition(", ")[2] == first]
+            reals = [max(groups[n][period]) for n in treated_alike(names, names[xs[0]])]
             if reals:
                 ax.hlines(max(reals), min(xs) - 0.4, max(xs) + 0.4, colors="r", linestyles="--", lw=1,
                           label="largest real photo, treated alike" if k == 0 else None)
@@ -127,8 +132,7 @@ def main() -> None:
           + "   n above every real photo (treated alike)")
     for name, by_period in measured.items():
         cells = "".join(f"{np.median(v):>8.2f} [{max(v):5.2f}]" for v in by_period.values())
-        treated = name.partition(", ")[2]  # "" or "JPEG q90": fakes are compared with photos treated alike
-        reals = [n for n in measured if "fakes" not in n and n.partition(", ")[2] == treated]
+        reals = treated_alike(list(measured), name)
         above = ([sum(x > max(max(measured[n][p]) for n in reals) for x in by_period[p]) for p in periods]
                  if "fakes" in name else [])
         print(f"{name:36s}{cells}   {above if above else ''}")

@@ -138,9 +138,10 @@ def _neighbour_mean(planes: torch.Tensor) -> torch.Tensor:
 
 
 # Images scored at a time on a CPU. A batch's per-image spectra, channel outer products and
-# shift-search surfaces must stay in cache: for 13 generators, one thread, ms per image at 2 /
-# 16 images: z 3.8 / 4.7, z_bg 5.8 / 18.2, the shift search's cross-spectra and surfaces 4.9 /
-# 13.7 (16 images' cross-spectra alone are 55 MB). A GPU wants the whole batch.
+# shift-search cross-spectra must stay in cache: for 13 generators, one thread, ms per image at
+# 2 / 16 images (measured when the search still read whole surfaces): z 3.8 / 4.7, z_bg 5.8 /
+# 18.2, the shift search 4.9 / 13.7 (16 images' cross-spectra alone are 55 MB). A GPU wants the
+# whole batch.
 CPU_SCORE_CHUNK = 2
 
 
@@ -160,7 +161,6 @@ class CorrelationScorer:
         self.weights = _half_spectrum_weights(self.shape[-1], fingerprints.device)
         self._gen_outer: torch.Tensor | None = None  # built on first use, reused for every batch
         self._idft: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}  # window size -> its rows
-        device = fingerprints.device
         # Fingerprints decided on z_bg: only they need the spectral background.
         self.background = torch.as_tensor(background).expand(count).cpu().bool()
         periods = torch.as_tensor(lattice).expand(count).cpu()
@@ -172,20 +172,36 @@ class CorrelationScorer:
         # (bench.service_bench). A fingerprint that only claims a lattice is scored in full.
         periodic = torch.tensor([bool(p) and self._periodic(g, int(p)) for g, p in enumerate(periods.tolist())],
                                 dtype=torch.bool)
-        self.lattice_bins = {int(p): self._lattice_bins(torch.nonzero(periodic & (periods == p)).flatten(), int(p))
-                             for p in periods[periodic].unique().tolist()}
         # Fingerprints whose grid_cosine is computed (a lattice with a window), by lattice period:
         # fixed per scorer, so no batch recomputes it.
-        self.grid_columns = {int(p): torch.nonzero((periods == p) & searched).flatten().to(device)
+        self.grid_columns = {int(p): torch.nonzero((periods == p) & searched).flatten().to(fingerprints.device)
                              for p in periods[searched].unique().tolist() if p > 0}
+        self._plan_searches(periods, periodic, searched)
+        self._plan_noise_levels(periods, periodic, searched)
+
+    def _plan_searches(self, periods: torch.Tensor, periodic: torch.Tensor, searched: torch.Tensor) -> None:
+        """``searches``: each shift search's columns, (period, cell spectra) for one run on folds,
+        and its window's offsets. Aperiodic fingerprints search one full surface window together."""
+        device = self.matrix.device
         self.fold_search: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # period -> (columns, cell spectra)
         for period in self.grid_columns:
-            columns = torch.nonzero((periods == period) & searched & periodic).flatten()
+            columns = torch.nonzero((periods == period) & searched & periodic).flatten().to(device)
             if columns.numel():
-                cells = self.matrix[columns.to(device)].reshape(-1, *self.shape)[..., :period, :period]
-                self.fold_search[period] = (columns.to(device), torch.fft.rfft2(cells).conj())
+                cells = self.matrix[columns].reshape(-1, *self.shape)[..., :period, :period]
+                self.fold_search[period] = (columns, torch.fft.rfft2(cells).conj())
         self.surface_columns = torch.nonzero(searched & ~periodic).flatten().to(device)
         self.surface_spectra = self.spectra[self.surface_columns]  # a gather copies: once, not per batch
+        groups: list[tuple[torch.Tensor, tuple[int, torch.Tensor] | None]] = (
+            [(self.surface_columns, None)] if self.surface_columns.numel() else [])
+        groups += [(columns, (period, spectra)) for period, (columns, spectra) in self.fold_search.items()]
+        self.searches = [(columns, lattice, *self._offsets(int(self.max_shift[columns].max()) + self.pce_exclude))
+                         for columns, lattice in groups]
+
+    def _plan_noise_levels(self, periods: torch.Tensor, periodic: torch.Tensor, searched: torch.Tensor) -> None:
+        """Which way each fingerprint's z (and z_bg) level is computed (``_energy``)."""
+        device = self.matrix.device
+        self.lattice_bins = {int(p): self._lattice_bins(torch.nonzero(periodic & (periods == p)).flatten(), int(p))
+                             for p in periods[periodic].unique().tolist()}
         # A searched aperiodic fingerprint's noise level is its cross-spectra's mean square
         # (Parseval), which its search computes anyway: 0.6 ms per image for 13 of them, against
         # 2.5 ms in the outer-product GEMM. z_bg's background cannot be read off them.
@@ -195,12 +211,6 @@ class CorrelationScorer:
         self.dense_columns = torch.nonzero(~periodic & ~by_cross).flatten().to(device)
         self.dense_background = bool(self.background[~periodic & ~by_cross].any())
         self._unasked = (~self.background).to(device)  # whose z_bg is NaN
-        # Each search: its columns, (period, cell spectra) for a folded one, and its window's offsets.
-        groups: list[tuple[torch.Tensor, tuple[int, torch.Tensor] | None]] = (
-            [(self.surface_columns, None)] if self.surface_columns.numel() else [])
-        groups += [(columns, (period, spectra)) for period, (columns, spectra) in self.fold_search.items()]
-        self.searches = [(columns, lattice, *self._offsets(int(self.max_shift[columns].max()) + pce_exclude))
-                         for columns, lattice in groups]
 
     def _periodic(self, column: int, period: int) -> bool:
         pattern = self.matrix[column].reshape(self.shape)

@@ -57,22 +57,26 @@ DETECTIONS = {"z_bg at zero shift (mean/zbg)": Detection(feature="zbg"),
 
 def forward_cost(images: list[Blob], sets: dict[int, Path], batches: tuple[int, ...] = (1, 4, 16),
                  repeats: int = 5) -> dict[tuple[int, int], dict[str, float]]:
-    """Median ms per image of one forward pass (residual, scoring), keyed by (generators, batch size).
+    """Median ms per image of forward passes (residual, scoring), keyed by (generators, batch size).
 
     One thread, like the servers; set sizes and batch sizes interleaved so load drift hits them alike.
+    Every batch size passes the same ``max(batches)`` images (batch 1: one at a time), so a small
+    batch's figure is not one image's, which a single hiccup of this shared machine could double.
     """
     torch.set_num_threads(1)
     models = {count: load_model_set(root, None, torch.device("cpu"), 1) for count, root in sets.items()}
     any_model = next(iter(models.values()))
-    prepared = [any_model.detector.prepare(decode_image(d)) for _, d in images[:max(batches)]]
+    span = max(batches)
+    prepared = [any_model.detector.prepare(decode_image(d)) for _, d in images[:span]]
     samples: dict[tuple[int, int], list[tuple[float, float]]] = {}
     for _ in range(repeats + 1):
         for batch in batches:
             for count, model in models.items():
-                result = forward(model, prepared[:batch])[0]
-                samples.setdefault((count, batch), []).append((result.residual_s, result.scoring_s))
-    return {key: {"residual_ms": statistics.median(r for r, _ in values[1:]) * 1000 / key[1],
-                  "scoring_ms": statistics.median(s for _, s in values[1:]) * 1000 / key[1]}
+                results = [forward(model, prepared[start : start + batch])[0] for start in range(0, span, batch)]
+                samples.setdefault((count, batch), []).append((sum(r.residual_s for r in results),
+                                                               sum(r.scoring_s for r in results)))
+    return {key: {"residual_ms": statistics.median(r for r, _ in values[1:]) * 1000 / span,
+                  "scoring_ms": statistics.median(s for _, s in values[1:]) * 1000 / span}
             for key, values in samples.items()}
 
 

@@ -159,7 +159,7 @@ class CorrelationScorer:
         self.matrix = standardize(fingerprints)  # [G, D]
         self.spectra = torch.fft.rfft2(self.matrix.reshape(-1, *self.shape)).conj()
         self.weights = _half_spectrum_weights(self.shape[-1], fingerprints.device)
-        self._gen_outer: torch.Tensor | None = None  # built on first use, reused for every batch
+        self._dense_pairs: torch.Tensor | None = None  # built on first use, reused for every batch
         self._idft: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}  # window size -> its rows
         # Fingerprints decided on z_bg: only they need the spectral background.
         self.background = torch.as_tensor(background).expand(count).cpu().bool()
@@ -234,7 +234,7 @@ class CorrelationScorer:
         cols = torch.where(cols > last, 2 * last - cols, cols)
         columns = columns.to(device)
         spectra = self.spectra.conj()[columns][:, :, rows[:, 1]][:, :, :, cols[:, 1]]
-        return columns, rows, cols, self._outer(spectra, self.weights[cols[:, 1]])
+        return columns, rows, cols, self._gen_pairs(spectra, self.weights[cols[:, 1]])
 
     @property
     def count(self) -> int:
@@ -267,7 +267,7 @@ class CorrelationScorer:
 
         |sum_c R_c conj(F_c)|^2 expands into sum_{c,c'} (R_c conj R_c') conj(F_c conj F_c'):
         an inner product between a per-image and a per-generator channel-outer-product
-        spectrum. So the cost is one GEMM against all generators instead of a
+        spectrum (``_pairs``). So the cost is one GEMM against all generators instead of a
         cross-spectrum per (image, generator) pair; for periodic fingerprints, one over their
         lattice's bins only; for searched ones, their search's ``cross`` spectra.
         """
@@ -275,25 +275,25 @@ class CorrelationScorer:
         energy = image_spec.real.new_empty((n, self.count))
         ring = image_spec.real.new_full((n, self.count), float("nan")) if bool(self.background.any()) else None
         if self.dense_columns.numel():
-            if self._gen_outer is None:
-                self._gen_outer = self._outer(self.spectra.conj()[self.dense_columns], self.weights)
-            outer = self._outer(image_spec, None)
+            if self._dense_pairs is None:
+                self._dense_pairs = self._gen_pairs(self.spectra.conj()[self.dense_columns], self.weights)
+            outer = self._pairs(image_spec).flatten(1)
             if ring is None or not self.dense_background:
-                energy[:, self.dense_columns] = (outer @ self._gen_outer.T) / scale
+                energy[:, self.dense_columns] = (outer @ self._dense_pairs.T) / scale
             else:
                 # The background variant (z_bg) shares the image's outer product and rides in the same GEMM.
                 near = _neighbour_mean(outer.reshape(-1, *image_spec.shape[-2:])).reshape(outer.shape)
-                both = (torch.cat([outer, near]) @ self._gen_outer.T) / scale
+                both = (torch.cat([outer, near]) @ self._dense_pairs.T) / scale
                 energy[:, self.dense_columns], ring[:, self.dense_columns] = both[:n], both[n:]
-        for columns, rows, cols, gen_outer in self.lattice_bins.values():
+        for columns, rows, cols, gen_pairs in self.lattice_bins.values():
             around = image_spec[:, :, rows.flatten()][:, :, :, cols.flatten()]  # [N, C, 3P, 3Q]
             around = around.reshape(*around.shape[:2], rows.shape[0], 3, cols.shape[0], 3)
-            outer = around[:, :, None] * around[:, None].conj()  # [N, C, C, P, 3, Q, 3]
+            outer = self._pairs(around)  # [N, C^2, P, 3, Q, 3]
             centre = outer[..., 1, :, 1]
-            energy[:, columns] = self._flat(centre) @ gen_outer.T / scale
+            energy[:, columns] = centre.flatten(1) @ gen_pairs.T / scale
             if ring is not None:
                 near = (outer.sum(dim=(-3, -1)) - centre) / 8.0
-                ring[:, columns] = self._flat(near) @ gen_outer.T / scale
+                ring[:, columns] = near.flatten(1) @ gen_pairs.T / scale
         positions, columns = self.cross_energy
         if columns.numel():
             assert cross is not None
@@ -303,15 +303,27 @@ class CorrelationScorer:
         return energy, ring
 
     @staticmethod
-    def _flat(outer: torch.Tensor) -> torch.Tensor:
-        return torch.cat([outer.real.reshape(outer.shape[0], -1), outer.imag.reshape(outer.shape[0], -1)], dim=1)
+    def _pairs(spec: torch.Tensor) -> torch.Tensor:
+        """``[K, C, ...]`` complex spectra -> ``[K, C^2, ...]`` real: the distinct parts of their
+        channel outer product ``R_c conj(R_c')``. The product is Hermitian in (c, c'), so c <= c'
+        holds all of it: every real part, and the imaginary parts off the diagonal (zero on it).
+        Half the values of the full product, and the energy GEMM that reads them is memory-bound."""
+        c = spec.shape[1]
+        i, j = torch.triu_indices(c, c, device=spec.device)
+        product = spec[:, i] * spec[:, j].conj()
+        return torch.cat([product.real, product.imag[:, i != j]], dim=1)
 
     @staticmethod
-    def _outer(spec: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
-        outer = spec[:, :, None] * spec[:, None, :].conj()  # [K, C, C, H, Wf]
-        if weights is not None:
-            outer = outer * weights
-        return CorrelationScorer._flat(outer)
+    def _gen_pairs(spec: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """The fingerprints' side of the energy's inner product, ``[G, C^2 x bins]``: ``_pairs``
+        with each off-diagonal pair counted for both of its orders, and the half plane's Parseval
+        ``weights``."""
+        c = spec.shape[1]
+        i, j = torch.triu_indices(c, c, device=spec.device)
+        twice = torch.where(i == j, 1.0, 2.0)
+        factor = torch.cat([twice, twice[i != j]]).to(weights.dtype)
+        pairs = CorrelationScorer._pairs(spec)
+        return (pairs * factor.reshape(-1, *[1] * (pairs.ndim - 2)) * weights).flatten(1)
 
     def score(self, residuals: torch.Tensor, groups: torch.Tensor, count: int, with_z: bool = True) -> Scores:
         """All statistics for ``count`` images whose crops are ``residuals`` (image index in ``groups``).

@@ -159,6 +159,8 @@ class CorrelationScorer:
         self.matrix = standardize(fingerprints)  # [G, D]
         self.spectra = torch.fft.rfft2(self.matrix.reshape(-1, *self.shape)).conj()
         self.weights = _half_spectrum_weights(self.shape[-1], fingerprints.device)
+        # The same per (row, column, real/imaginary part) of a spectrum viewed as reals: one product.
+        self._flat_weights = self.weights.repeat_interleave(2).repeat(self.shape[-2])
         self._dense_pairs: torch.Tensor | None = None  # built on first use, reused for every batch
         self._idft: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}  # window size -> its rows
         # Fingerprints decided on z_bg: only they need the spectral background.
@@ -196,6 +198,13 @@ class CorrelationScorer:
         groups += [(columns, (period, spectra)) for period, (columns, spectra) in self.fold_search.items()]
         self.searches = [(columns, lattice, *self._offsets(int(self.max_shift[columns].max()) + self.pce_exclude))
                          for columns, lattice in groups]
+        # A search's window holds the zero-shift correlation too: only the other fingerprints need
+        # the residuals' product with the fingerprints (a memory-bound read of them all).
+        direct = torch.ones(self.count, dtype=torch.bool, device=device)
+        for columns, _ in groups:
+            direct[columns] = False
+        self.direct_columns = torch.nonzero(direct).flatten()
+        self.direct_matrix = self.matrix[self.direct_columns]
 
     def _plan_noise_levels(self, periods: torch.Tensor, periodic: torch.Tensor, searched: torch.Tensor) -> None:
         """Which way each fingerprint's z (and z_bg) level is computed (``_energy``)."""
@@ -297,7 +306,8 @@ class CorrelationScorer:
         positions, columns = self.cross_energy
         if columns.numel():
             assert cross is not None
-            energy[:, columns] = self._mean_square(cross[:, positions])
+            every = positions.numel() == cross.shape[1]  # then no gather: it copies the spectra
+            energy[:, columns] = self._mean_square(cross if every else cross[:, positions])
         if ring is not None:  # a group's GEMM may have computed it for its other members too
             ring = ring.masked_fill(self._unasked, float("nan"))
         return energy, ring
@@ -339,28 +349,18 @@ class CorrelationScorer:
 
     def _score(self, mean_unit: torch.Tensor, with_z: bool) -> Scores:
         """``score`` for images already reduced to their crop-averaged unit residuals ``[N, D]``."""
-        correlation = mean_unit @ self.matrix.T
+        n = mean_unit.shape[0]
+        correlation = mean_unit.new_empty((n, self.count))
+        if self.direct_columns.numel():
+            correlation[:, self.direct_columns] = mean_unit @ self.direct_matrix.T
         images = mean_unit.reshape(-1, *self.shape)
         full_search = self.surface_columns.numel() > 0
         image_spec = torch.fft.rfft2(images) if with_z or full_search else None
-        z_bg = torch.full_like(correlation, float("nan"))
-        bg_rms = torch.full_like(correlation, float("nan"))
-        energy: torch.Tensor | None = None
         cross = self.cross_spectra(image_spec, self.surface_spectra) if image_spec is not None and full_search else None
-        if with_z:
-            assert image_spec is not None
-            energy, background = self._energy(image_spec, cross)
-            rms = energy.clamp_min(1e-24).sqrt()
-            if background is not None:
-                # A shift only turns each frequency's phase, so this level holds for every shift.
-                bg_rms = background.clamp_min(1e-24).sqrt()
-                z_bg = correlation / bg_rms
-        else:
-            rms = torch.full_like(correlation, float("nan"))
-        z = correlation / rms
-        peak, peak_z = correlation.clone(), z.clone()
-        shift = torch.zeros((*z.shape, 2), dtype=torch.long, device=z.device)
-        pce = torch.zeros_like(z)
+        energy, background = self._energy(image_spec, cross) if with_z and image_spec is not None else (None, None)
+        peak = correlation.clone()
+        shift = torch.zeros((n, self.count, 2), dtype=torch.long, device=mean_unit.device)
+        pce = torch.zeros_like(correlation)
         folds = {period: fold(images, period) for period in self.grid_columns}
         for columns, lattice, dy, dx in self.searches:
             if lattice is None:
@@ -372,10 +372,15 @@ class CorrelationScorer:
                 surf = self._folded_surface(folds[lattice[0]], *lattice)
                 window = surf[:, :, dy.remainder(lattice[0])][:, :, :, dx.remainder(lattice[0])]
                 total = energy[:, columns] if energy is not None else surf.square().mean(dim=(2, 3))
-            best, shift[:, columns], pce[:, columns] = self._peaks(window, dy, dx, self.max_shift[columns], total)
-            peak[:, columns] = best
-            peak_z[:, columns] = best / rms[:, columns]
-        return Scores(correlation, z, peak, peak_z, shift, pce, z_bg, peak / bg_rms,
+            correlation[:, columns] = window[:, :, -int(dy[0]), -int(dx[0])]  # the zero shift
+            peak[:, columns], shift[:, columns], pce[:, columns] = self._peaks(window, dy, dx, self.max_shift[columns],
+                                                                               total)
+        nan = torch.full_like(correlation, float("nan"))
+        rms = energy.clamp_min(1e-24).sqrt() if energy is not None else nan
+        # A shift only turns each frequency's phase, so the background level holds for every shift.
+        bg_rms = background.clamp_min(1e-24).sqrt() if background is not None else nan
+        z = correlation / rms
+        return Scores(correlation, z, peak, peak / rms, shift, pce, correlation / bg_rms, peak / bg_rms,
                       self._grid_cosine(folds, peak))
 
     def _folded_surface(self, folded: torch.Tensor, period: int, spectra: torch.Tensor) -> torch.Tensor:
@@ -422,9 +427,12 @@ class CorrelationScorer:
         return (rows @ cross @ cols).real
 
     def _mean_square(self, cross: torch.Tensor) -> torch.Tensor:
-        """Each correlation surface's mean square from its spectrum (Parseval)."""
+        """Each correlation surface's mean square from its spectrum (Parseval), as one product with
+        the weights (squaring real and imaginary parts apart wrote three temporaries: 0.49 vs 0.17 ms
+        for 13 surfaces)."""
         h, w = self.shape[-2:]
-        return (cross.real.square() + cross.imag.square()).mul(self.weights).sum(dim=(2, 3)) / (h * w) ** 2
+        flat = torch.view_as_real(cross).reshape(*cross.shape[:2], -1)
+        return (flat * flat) @ self._flat_weights / (h * w) ** 2
 
     def _peaks(self, window: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, max_shift: torch.Tensor,
                total: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

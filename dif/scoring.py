@@ -204,7 +204,7 @@ class CorrelationScorer:
         for columns, _ in groups:
             direct[columns] = False
         self.direct_columns = torch.nonzero(direct).flatten()
-        self.direct_matrix = self.matrix[self.direct_columns]
+        self.direct_matrix = self.matrix if bool(direct.all()) else self.matrix[self.direct_columns]  # no copy
 
     def _plan_noise_levels(self, periods: torch.Tensor, periodic: torch.Tensor, searched: torch.Tensor) -> None:
         """Which way each fingerprint's z (and z_bg) level is computed (``_energy``)."""
@@ -222,6 +222,7 @@ class CorrelationScorer:
         self._unasked = (~self.background).to(device)  # whose z_bg is NaN
 
     def _periodic(self, column: int, period: int) -> bool:
+        """Fingerprint ``column`` repeats every ``period`` pixels (to float rounding)."""
         pattern = self.matrix[column].reshape(self.shape)
         if self.shape[-2] % period or self.shape[-1] % period:
             return False

@@ -145,6 +145,20 @@ def _neighbour_mean(planes: torch.Tensor) -> torch.Tensor:
 CPU_SCORE_CHUNK = 2
 
 
+@dataclass(frozen=True)
+class _Search:
+    """One shift search of a scorer, all fixed at construction: its fingerprints (``columns``),
+    ``(period, cell spectra)`` when it runs on folds, the window's offsets and where their zero is,
+    and each fingerprint's window."""
+
+    columns: torch.Tensor
+    lattice: tuple[int, torch.Tensor] | None
+    dy: torch.Tensor
+    dx: torch.Tensor
+    max_shift: torch.Tensor
+    zero: tuple[int, int]  # a Python pair: reading it off dy, dx per batch would wait on a GPU
+
+
 class CorrelationScorer:
     """Standardized fingerprints and their spectra, kept on one device for repeated scoring."""
 
@@ -162,6 +176,7 @@ class CorrelationScorer:
         # The same per (row, column, real/imaginary part) of a spectrum viewed as reals: one product.
         self._flat_weights = self.weights.repeat_interleave(2).repeat(self.shape[-2])
         self._dense_pairs: torch.Tensor | None = None  # built on first use, reused for every batch
+        self._pair_index = torch.triu_indices(self.shape[0], self.shape[0], device=fingerprints.device)  # c <= c'
         self._idft: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}  # window size -> its rows
         # Fingerprints decided on z_bg: only they need the spectral background.
         self.background = torch.as_tensor(background).expand(count).cpu().bool()
@@ -182,8 +197,8 @@ class CorrelationScorer:
         self._plan_noise_levels(periods, periodic, searched)
 
     def _plan_searches(self, periods: torch.Tensor, periodic: torch.Tensor, searched: torch.Tensor) -> None:
-        """``searches``: each shift search's columns, (period, cell spectra) for one run on folds,
-        and its window's offsets. Aperiodic fingerprints search one full surface window together."""
+        """``searches`` (``_Search``): one per lattice period run on folds, and one full surface
+        window that the aperiodic fingerprints search together."""
         device = self.matrix.device
         self.fold_search: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # period -> (columns, cell spectra)
         for period in self.grid_columns:
@@ -196,8 +211,10 @@ class CorrelationScorer:
         groups: list[tuple[torch.Tensor, tuple[int, torch.Tensor] | None]] = (
             [(self.surface_columns, None)] if self.surface_columns.numel() else [])
         groups += [(columns, (period, spectra)) for period, (columns, spectra) in self.fold_search.items()]
-        self.searches = [(columns, lattice, *self._offsets(int(self.max_shift[columns].max()) + self.pce_exclude))
-                         for columns, lattice in groups]
+        self.searches: list[_Search] = []
+        for columns, lattice in groups:
+            dy, dx = self._offsets(int(self.max_shift[columns].max()) + self.pce_exclude)
+            self.searches.append(_Search(columns, lattice, dy, dx, self.max_shift[columns], (-int(dy[0]), -int(dx[0]))))
         # A search's window holds the zero-shift correlation too: only the other fingerprints need
         # the residuals' product with the fingerprints (a memory-bound read of them all).
         direct = torch.ones(self.count, dtype=torch.bool, device=device)
@@ -313,27 +330,23 @@ class CorrelationScorer:
             ring = ring.masked_fill(self._unasked, float("nan"))
         return energy, ring
 
-    @staticmethod
-    def _pairs(spec: torch.Tensor) -> torch.Tensor:
+    def _pairs(self, spec: torch.Tensor) -> torch.Tensor:
         """``[K, C, ...]`` complex spectra -> ``[K, C^2, ...]`` real: the distinct parts of their
         channel outer product ``R_c conj(R_c')``. The product is Hermitian in (c, c'), so c <= c'
         holds all of it: every real part, and the imaginary parts off the diagonal (zero on it).
         Half the values of the full product, and the energy GEMM that reads them is memory-bound."""
-        c = spec.shape[1]
-        i, j = torch.triu_indices(c, c, device=spec.device)
+        i, j = self._pair_index
         product = spec[:, i] * spec[:, j].conj()
         return torch.cat([product.real, product.imag[:, i != j]], dim=1)
 
-    @staticmethod
-    def _gen_pairs(spec: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    def _gen_pairs(self, spec: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """The fingerprints' side of the energy's inner product, ``[G, C^2 x bins]``: ``_pairs``
         with each off-diagonal pair counted for both of its orders, and the half plane's Parseval
         ``weights``."""
-        c = spec.shape[1]
-        i, j = torch.triu_indices(c, c, device=spec.device)
+        i, j = self._pair_index
         twice = torch.where(i == j, 1.0, 2.0)
         factor = torch.cat([twice, twice[i != j]]).to(weights.dtype)
-        pairs = CorrelationScorer._pairs(spec)
+        pairs = self._pairs(spec)
         return (pairs * factor.reshape(-1, *[1] * (pairs.ndim - 2)) * weights).flatten(1)
 
     def score(self, residuals: torch.Tensor, groups: torch.Tensor, count: int, with_z: bool = True) -> Scores:
@@ -363,19 +376,20 @@ class CorrelationScorer:
         shift = torch.zeros((n, self.count, 2), dtype=torch.long, device=mean_unit.device)
         pce = torch.zeros_like(correlation)
         folds = {period: fold(images, period) for period in self.grid_columns}
-        for columns, lattice, dy, dx in self.searches:
-            if lattice is None:
+        for search in self.searches:
+            columns, dy, dx = search.columns, search.dy, search.dx
+            if search.lattice is None:
                 assert cross is not None
                 window = self._surface_window(cross, dy, dx)
                 total = energy[:, columns] if energy is not None else self._mean_square(cross)
             else:
                 # One period of a periodic surface: every offset is read modulo the period.
-                surf = self._folded_surface(folds[lattice[0]], *lattice)
-                window = surf[:, :, dy.remainder(lattice[0])][:, :, :, dx.remainder(lattice[0])]
+                period, spectra = search.lattice
+                surf = self._folded_surface(folds[period], period, spectra)
+                window = surf[:, :, dy.remainder(period)][:, :, :, dx.remainder(period)]
                 total = energy[:, columns] if energy is not None else surf.square().mean(dim=(2, 3))
-            correlation[:, columns] = window[:, :, -int(dy[0]), -int(dx[0])]  # the zero shift
-            peak[:, columns], shift[:, columns], pce[:, columns] = self._peaks(window, dy, dx, self.max_shift[columns],
-                                                                               total)
+            correlation[:, columns] = window[:, :, search.zero[0], search.zero[1]]
+            peak[:, columns], shift[:, columns], pce[:, columns] = self._peaks(window, dy, dx, search.max_shift, total)
         nan = torch.full_like(correlation, float("nan"))
         rms = energy.clamp_min(1e-24).sqrt() if energy is not None else nan
         # A shift only turns each frequency's phase, so the background level holds for every shift.

@@ -284,6 +284,8 @@ def _gate(cache: ResidualCache, images: list[int], inner_held: list[list[int]], 
     With no passing held-out fake (a lattice whose fakes inner CV cannot catch) there is no
     cosine to require, so the backstop is dropped rather than left ungated.
     """
+    if null.sign < 0:  # fakes anti-correlate: there is no phase to find
+        return replace(chosen.detection, backstop_window=0)
     labels = cache.labels[images]
     cosines: list[torch.Tensor] = []
     for held, (_, trained) in zip(inner_held, inner_fits, strict=True):
@@ -294,6 +296,6 @@ def _gate(cache: ResidualCache, images: list[int], inner_held: list[list[int]], 
                                         passing)
     found = torch.cat(cosines) if cosines else torch.empty(0)
     found = found[torch.isfinite(found)]
-    if null.sign < 0 or not found.numel():
+    if not found.numel():
         return replace(chosen.detection, backstop_window=0)
     return replace(chosen.detection, min_cosine=float(found.min().clamp(0.0, 1.0)))

@@ -66,6 +66,26 @@ def test_8_bit_crops_are_queued_as_exact_uint8_and_others_stay_float(tmp_path) -
     assert compact(torch.full((1, 3, 4, 4), 0.5)).dtype == torch.float32  # 0.5 is not k/255
 
 
+def test_a_cpu_batch_goes_through_in_steps_of_whole_images_and_scores_as_one() -> None:
+    """Images of 4 and 1 crops: steps hold whole images, at most CPU_STREAM_CROPS crops unless one
+    image has more, and the batch's scores are each image's alone."""
+    from dif.detector import CPU_STREAM_CROPS
+
+    extractor = create("signlap@1")
+    detector = Detector(fingerprints(extractor), extractor, "cpu")
+    big, small = detector.prepare(image()), detector.prepare(image()[:, :256, :256])
+    batch = [big, small, big, big, small, small, small, big]
+    steps = detector._steps(batch)
+    assert [p for step in steps for p in step] == batch
+    assert all(sum(p.crops.shape[0] for p in step) <= max(CPU_STREAM_CROPS, step[0].crops.shape[0]) for step in steps)
+    assert len(steps) > 1
+    together = detector.predict(batch)
+    for verdict, prepared in zip(together.images, batch, strict=True):
+        alone = detector.predict([prepared]).images[0]
+        assert [g.z for g in verdict.generators] == pytest.approx([g.z for g in alone.generators], abs=1e-5)
+    assert together.residual_s > 0 and together.scoring_s > 0
+
+
 def test_unknown_precision_is_refused() -> None:
     extractor = create("signlap@1")
     with pytest.raises(ValueError, match="fp32, bf16"):

@@ -69,6 +69,23 @@ def test_crops_of_one_image_average_coherently():
     assert eight[0, 0] > 1.4 * one[0, 0]
 
 
+def test_a_batch_scores_each_image_as_it_would_alone_whatever_its_crops_order() -> None:
+    """The CPU scores a batch in steps, each standardizing only its images' crops: images of
+    1-4 crops, listed out of order, must get exactly what each gets alone."""
+    torch.manual_seed(6)
+    fps = torch.randn(2, 3, 32, 32)
+    scorer = CorrelationScorer(fps, max_shift=3)
+    counts = [3, 1, 4, 2, 1, 2, 4]
+    groups = torch.arange(len(counts)).repeat_interleave(torch.tensor(counts))
+    order = torch.randperm(groups.numel())
+    res = torch.randn(groups.numel(), 3, 32, 32)
+    together = scorer.score(res[order], groups[order], len(counts))
+    for i in range(len(counts)):
+        alone = scorer.score(res[groups == i], torch.zeros(counts[i], dtype=torch.long), 1)
+        for mine, theirs in zip(together.columns(), alone.columns(), strict=True):
+            assert torch.allclose(mine[i].float(), theirs[0].float(), atol=1e-5, equal_nan=True)
+
+
 def _full_surface_search(surface: torch.Tensor, max_shift: list[int], exclude: int):
     """The shift search read off whole surfaces, the plain way: what the scorer's window-only search must equal."""
     n, g, h, w = surface.shape

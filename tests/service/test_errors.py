@@ -216,7 +216,13 @@ def test_a_failed_batch_fails_all_its_requests_without_hanging(serve, probe_into
             return await blocker, await asyncio.wait_for(asyncio.gather(*victims), 20)
 
     blocker, responses = asyncio.run(scenario())
-    assert probe.batches == [1, 4], probe.batches
+    # Two forward passes, of 1 and 4 images (a CPU scores a pass in steps of whole images, so the
+    # probe in the scorer sees the failing pass's first step only).
+    metrics = httpx.get(f"{server.url}/metrics").text
+    assert metric_value(metrics, "dif_batch_size_images_count") == 2
+    assert metric_value(metrics, "dif_batch_size_images_sum") == 5
+    assert metric_value(metrics, "dif_batch_failures_total") == 1
+    assert len(probe.batches) == 2 and probe.batches[0] == 1, probe.batches
     assert blocker.status_code == 200, blocker.text
     for response in responses:
         assert response.status_code == 500, response.text

@@ -209,7 +209,7 @@ class Detector:
 
     def _steps(self, batch: list[Prepared]) -> list[list[Prepared]]:
         """Consecutive runs of whole images, each up to ``CPU_STREAM_CROPS`` crops (at least one image)."""
-        if self.device.type != "cpu":
+        if self.device.type != "cpu" or not batch:
             return [batch]
         steps: list[list[Prepared]] = []
         crops = CPU_STREAM_CROPS

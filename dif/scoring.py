@@ -166,13 +166,15 @@ class _WindowBasis:
     ``rows`` ``[2R+1, H]``: cos(2 pi r k / H) for r = 0..R, then sin for r = 1..R (R the largest
     |dy|). ``real`` / ``imag`` ``[2(W/2+1), Sx]``: the column transform (Parseval weights, 1/HW
     included) laid out against a spectrum viewed as interleaved reals, giving the real and the
-    imaginary part of the product. ``magnitude`` and ``sign``: |dy| and sign(dy) per window row.
+    imaginary part of the product. Per window row: ``magnitude`` |dy|, ``sine`` the row of sin |dy|
+    among the sines (any row for dy = 0, which ``sign`` = 0 cancels) and ``sign`` sign(dy).
     """
 
     rows: torch.Tensor
     real: torch.Tensor
     imag: torch.Tensor
     magnitude: torch.Tensor
+    sine: torch.Tensor
     sign: torch.Tensor  # [Sy, 1]
     reach: int
 
@@ -187,7 +189,8 @@ class _WindowBasis:
         cols = weights[:, None].double() * torch.exp(2j * torch.pi * cols * dx / width) / (height * width)
         real = torch.stack([cols.real, -cols.imag], dim=1).flatten(0, 1)
         imag = torch.stack([cols.imag, cols.real], dim=1).flatten(0, 1)
-        return _WindowBasis(rows.float(), real.float(), imag.float(), dy.abs(), dy.sign().float()[:, None], reach)
+        return _WindowBasis(rows.float(), real.float(), imag.float(), dy.abs(), (dy.abs() - 1).clamp_min(0),
+                            dy.sign().float()[:, None], reach)
 
 
 class CorrelationScorer:
@@ -482,8 +485,8 @@ class CorrelationScorer:
         n, g, h = cross.shape[:3]
         both = basis.rows @ torch.view_as_real(cross).reshape(n, g, h, -1)  # [N, g, 2R+1, 2(W/2+1)]
         cosine, sine = both[:, :, : basis.reach + 1] @ basis.real, both[:, :, basis.reach + 1 :] @ basis.imag
-        # Row d: Re(C_|d| cols) - sign(d) Im(S_|d| cols); S_0 = 0, which sign(0) = 0 stands for.
-        return cosine[:, :, basis.magnitude] - basis.sign * sine[:, :, (basis.magnitude - 1).clamp_min(0)]
+        # Row d: Re(C_|d| cols) - sign(d) Im(S_|d| cols).
+        return cosine[:, :, basis.magnitude] - basis.sign * sine[:, :, basis.sine]
 
     def _mean_square(self, cross: torch.Tensor) -> torch.Tensor:
         """Each correlation surface's mean square from its spectrum (Parseval), as one product with

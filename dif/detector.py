@@ -23,7 +23,7 @@ from dif.scoring import CorrelationScorer, Scores
 
 PRECISIONS = ("fp32", "bf16")
 # Crops per residual chunk. On a CPU a chunk's activations must stay in cache: with the default
-# filter, one thread, 1.0 ms a crop in chunks of 2, 1.1 in 1, 1.4 in 4, 1.3 in 8 (2-core dev
+# filter, one thread, 0.39 ms a crop in chunks of 2, 0.52 in 1, 0.54 in 4, 0.50 in 8 (2-core dev
 # machine, the filter as shifted adds; as a convolution it was 2.2 / 2.9 / 5.7 in 2 / 4 / 8; a
 # 17x64 DnCNN is no slower in 2s than in 8s). A GPU wants big chunks.
 CPU_RESIDUAL_CHUNK, DEVICE_RESIDUAL_CHUNK = 2, 64

@@ -146,20 +146,6 @@ CPU_SCORE_CHUNK = 2
 
 
 @dataclass(frozen=True)
-class _Search:
-    """One shift search of a scorer, all fixed at construction: its fingerprints (``columns``),
-    ``(period, cell spectra)`` when it runs on folds, the window's offsets and where their zero is,
-    and each fingerprint's window."""
-
-    columns: torch.Tensor
-    lattice: tuple[int, torch.Tensor] | None
-    dy: torch.Tensor
-    dx: torch.Tensor
-    max_shift: torch.Tensor
-    zero: tuple[int, int]  # a Python pair: reading it off dy, dx per batch would wait on a GPU
-
-
-@dataclass(frozen=True)
 class _WindowBasis:
     """The inverse DFT for a window of offsets, split so that its big product is real.
 
@@ -193,6 +179,21 @@ class _WindowBasis:
                             dy.sign().float()[:, None], reach)
 
 
+@dataclass(frozen=True)
+class _Search:
+    """One shift search of a scorer, all fixed at construction: its fingerprints (``columns``),
+    ``(period, cell spectra)`` when it runs on folds, else the inverse DFT of its window
+    (``basis``), the window's offsets and where their zero is, and each fingerprint's window."""
+
+    columns: torch.Tensor
+    lattice: tuple[int, torch.Tensor] | None
+    basis: _WindowBasis | None
+    dy: torch.Tensor
+    dx: torch.Tensor
+    max_shift: torch.Tensor
+    zero: tuple[int, int]  # a Python pair: reading it off dy, dx per batch would wait on a GPU
+
+
 class CorrelationScorer:
     """Standardized fingerprints and their spectra, kept on one device for repeated scoring."""
 
@@ -211,7 +212,6 @@ class CorrelationScorer:
         self._flat_weights = self.weights.repeat_interleave(2).repeat(self.shape[-2])
         self._dense_pairs: torch.Tensor | None = None  # built on first use, reused for every batch
         self._pair_index = torch.triu_indices(self.shape[0], self.shape[0], device=fingerprints.device)  # c <= c'
-        self._idft: dict[tuple[int, int], _WindowBasis] = {}  # window size -> its inverse DFT
         # Fingerprints decided on z_bg: only they need the spectral background.
         self.background = torch.as_tensor(background).expand(count).cpu().bool()
         periods = torch.as_tensor(lattice).expand(count).cpu()
@@ -248,7 +248,10 @@ class CorrelationScorer:
         self.searches: list[_Search] = []
         for columns, lattice in groups:
             dy, dx = self._offsets(int(self.max_shift[columns].max()) + self.pce_exclude)
-            self.searches.append(_Search(columns, lattice, dy, dx, self.max_shift[columns], (-int(dy[0]), -int(dx[0]))))
+            height, width = self.shape[-2:]
+            basis = _WindowBasis.build(dy, dx, height, width, self.weights) if lattice is None else None
+            self.searches.append(_Search(columns, lattice, basis, dy, dx, self.max_shift[columns],
+                                         (-int(dy[0]), -int(dx[0]))))
         # A search's window holds the zero-shift correlation too: only the other fingerprints need
         # the residuals' product with the fingerprints (a memory-bound read of them all).
         direct = torch.ones(self.count, dtype=torch.bool, device=device)
@@ -420,12 +423,13 @@ class CorrelationScorer:
         folds = {period: fold(images, period) for period in self.grid_columns}
         for search in self.searches:
             columns, dy, dx = search.columns, search.dy, search.dx
-            if search.lattice is None:
+            if search.basis is not None:
                 assert cross is not None
-                window = self._surface_window(cross, dy, dx)
+                window = self._surface_window(cross, search.basis)
                 total = energy[:, columns] if energy is not None else self._mean_square(cross)
             else:
                 # One period of a periodic surface: every offset is read modulo the period.
+                assert search.lattice is not None
                 period, spectra = search.lattice
                 surf = self._folded_surface(folds[period], period, spectra)
                 window = surf[:, :, dy.remainder(period)][:, :, :, dx.remainder(period)]
@@ -467,8 +471,9 @@ class CorrelationScorer:
         return (torch.arange(-min(reach, (h - 1) // 2), min(reach, h // 2) + 1, device=device),
                 torch.arange(-min(reach, (w - 1) // 2), min(reach, w // 2) + 1, device=device))
 
-    def _surface_window(self, cross: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
-        """``[N, g, Sy, Sx]``: the correlation surfaces at offsets ``dy`` x ``dx`` only, from the
+    @staticmethod
+    def _surface_window(cross: torch.Tensor, basis: _WindowBasis) -> torch.Tensor:
+        """``[N, g, Sy, Sx]``: the correlation surfaces at the window's offsets only, from the
         cross-power spectra ``[N, g, H, W/2+1]``, as matrix products with the inverse DFT's rows for
         those offsets. The search reads a window of ~21 x 21 of the 256 x 256 values, and this
         costs an eighth of a full inverse FFT on a CPU (13 generators: 1.0 vs 8.4 ms per image).
@@ -478,10 +483,6 @@ class CorrelationScorer:
         half a complex product's work (13 generators: 1.0 -> 0.7 ms per image); the sign comes
         back in the small product over columns (``_WindowBasis``).
         """
-        key = (dy.numel(), dx.numel())
-        if key not in self._idft:
-            self._idft[key] = _WindowBasis.build(dy, dx, self.shape[-2], self.shape[-1], self.weights)
-        basis = self._idft[key]
         n, g, h = cross.shape[:3]
         both = basis.rows @ torch.view_as_real(cross).reshape(n, g, h, -1)  # [N, g, 2R+1, 2(W/2+1)]
         cosine, sine = both[:, :, : basis.reach + 1] @ basis.real, both[:, :, basis.reach + 1 :] @ basis.imag

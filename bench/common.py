@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from dif.artifact import Detection
+from dif.extractors import available
 from testkit.paths import CBSD68, LTIM
 from training.config import FitConfig
 from training.data import LabelledImages, ResidualCache, build_cache, build_training_cache, scan, with_extra_reals
@@ -12,6 +13,8 @@ from training.evaluate import Prepared, null_photos, prepare, real_pool
 from training.perturb import jpeg, null_transforms
 
 GENERATORS = ["sd14", "mj", "dalle_mini", "glide", "dalle_2"]
+# The extractors a bench can build without trained weights (a DnCNN needs ``dif train-denoiser`` first).
+FIXED_EXTRACTORS = [key for key in available() if not key.startswith("dncnn")]
 # Accuracy of the reference pipeline on these exact 20-image sets (../shared/README.md).
 REFERENCE_ACCURACY = {"sd14": 1.00, "mj": 1.00, "dalle_mini": 0.95, "glide": 0.85, "dalle_2": 0.75}
 

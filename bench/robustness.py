@@ -1,7 +1,7 @@
 """Held-out fakes and unseen real photos after JPEG, resizing, shifts and crops, at the service's rule.
 
 Usage: python -m bench.robustness [--generators sd14,mj,dalle_mini] [--seed 0] [--augment-jpeg 90]
-                                  [--json out.json]
+                                  [--extractor lapnorm@1] [--json out.json]
 
 Each generator: 5-fold crossval on its 10+10 images with the other folders' reals pooled into
 training (as the embedded set is built), estimator chosen by inner CV. Each fold's fingerprint is
@@ -23,7 +23,7 @@ from dataclasses import replace
 
 import torch
 
-from bench.common import GENERATORS, generator_cache, prepared, unseen_photos
+from bench.common import FIXED_EXTRACTORS, GENERATORS, generator_cache, prepared, unseen_photos
 from dif.decision import detection_rate
 from dif.detection import Detection
 from dif.errors import DifError
@@ -125,9 +125,10 @@ def main() -> None:
     parser.add_argument("--augment-jpeg", type=int, action="append", default=[],
                         help="also train on JPEG copies of both classes at this quality (repeatable, as in dif train)")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--extractor", default=DEFAULT_EXTRACTOR, choices=FIXED_EXTRACTORS)
     args = parser.parse_args()
     torch.set_num_threads(2)
-    extractor = create(DEFAULT_EXTRACTOR)
+    extractor = create(args.extractor)
     gens = args.generators.split(",")
     reals = photo_caches(extractor, Detection())
     config = FitConfig(augment_jpeg=tuple(args.augment_jpeg))

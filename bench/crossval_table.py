@@ -132,7 +132,8 @@ def main() -> None:
         # "train": theory's null, no inner folds (each would train the U-Net again).
         unet = replace(plain, train=replace(base.train, prior="unet", steps=steps, width=args.unet_width, lr=3e-3),
                        calibration="train")
-        rows[f"DIF U-Net prior ({steps} steps, width {args.unet_width})"] = ours(unet, False, seeds[:1], gens)
+        rows[f"DIF U-Net prior ({steps} steps, width {args.unet_width})"] = ours(unet, False, seeds[:1], gens,
+                                                                              extractor_key=args.extractor)
     print(f"\nTPR at whole-set FPR 1 % [95 % interval] / TPR at 5 % / AUC vs unseen reals; FPR measured on "
           f"the half of CBSD68 no fingerprint fits on (seeds {args.seeds}, family of {DEFAULT_FAMILY_SIZE})\n")
     print("| method | " + " | ".join(gens) + " |")

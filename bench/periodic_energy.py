@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.common import GENERATORS
 from dif.artifact import load_fingerprint
 from dif.detection import DEFAULT_EXTRACTOR
 from dif.extractors import create
@@ -34,8 +35,6 @@ from testkit.paths import CBSD68, LTIM, REFERENCE
 from training.importer import import_reference
 from training.periodicity import pattern_ratio, residual_ratio
 from training.perturb import Transform, jpeg
-
-GENERATORS = ("sd14", "mj", "dalle_mini", "glide", "dalle_2")
 
 
 def image_ratios(paths: list[Path], periods: list[int], transform: Transform | None = None) -> dict[int, list[float]]:

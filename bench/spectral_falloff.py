@@ -20,12 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.common import GENERATORS
 from dif.images import decode_image
 from testkit.paths import CBSD68, LTIM
 from training.falloff import BANDS, TOP, high_share, laplacian_power, radial_profile
 from training.perturb import Transform, jpeg, resize
 
-GENERATORS = ("sd14", "mj", "dalle_mini", "glide", "dalle_2")
 PHOTO_VARIANTS: dict[str, Transform | None] = {
     "": None, "upscaled x1.25": resize(1.25), "upscaled x1.5": resize(1.5), "upscaled x2": resize(2.0),
     "JPEG q90": jpeg(90), "JPEG q75": jpeg(75),

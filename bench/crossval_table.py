@@ -26,6 +26,7 @@ import argparse
 import json
 import time
 from dataclasses import replace
+from functools import partial
 
 import torch
 
@@ -120,10 +121,11 @@ def main() -> None:
         parser.error(f"unknown {', '.join(unknown)}; rows: {', '.join(ROWS)}; generators: {', '.join(GENERATORS)}")
     base = FitConfig(train=TrainConfig(prior="mean"), detection=Detection())
     plain = replace(base, estimator="flags")
+    ours_rows = partial(ours, generators=gens, extractor_key=args.extractor)
     runs = {
-        "cv": lambda: ours(base, pool=False, seeds=seeds, generators=gens, extractor_key=args.extractor),
-        "embedded": lambda: ours(base, pool=True, seeds=seeds, generators=gens, extractor_key=args.extractor),
-        "plain": lambda: ours(plain, pool=True, seeds=seeds, generators=gens, extractor_key=args.extractor),
+        "cv": lambda: ours_rows(base, pool=False, seeds=seeds),
+        "embedded": lambda: ours_rows(base, pool=True, seeds=seeds),
+        "plain": lambda: ours_rows(plain, pool=True, seeds=seeds),
         "reference": lambda: reference(gens),
     }
     rows = {ROWS[key]: runs[key]() for key in ROWS if key in wanted}
@@ -132,8 +134,8 @@ def main() -> None:
         # "train": theory's null, no inner folds (each would train the U-Net again).
         unet = replace(plain, train=replace(base.train, prior="unet", steps=steps, width=args.unet_width, lr=3e-3),
                        calibration="train")
-        rows[f"DIF U-Net prior ({steps} steps, width {args.unet_width})"] = ours(unet, False, seeds[:1], gens,
-                                                                              extractor_key=args.extractor)
+        rows[f"DIF U-Net prior ({steps} steps, width {args.unet_width})"] = ours_rows(unet, pool=False,
+                                                                                   seeds=seeds[:1])
     print(f"\nTPR at whole-set FPR 1 % [95 % interval] / TPR at 5 % / AUC vs unseen reals; FPR measured on "
           f"the half of CBSD68 no fingerprint fits on (seeds {args.seeds}, family of {DEFAULT_FAMILY_SIZE})\n")
     print("| method | " + " | ".join(gens) + " |")

@@ -45,7 +45,8 @@ class GeneratorScoreOut(BaseModel):
         default=None, description="for a lattice fingerprint: cosine between this image's periodic pattern and "
                                   "the fingerprint's at shift. Its shift search counts only from its "
                                   "detection.min_cosine up, so another generator's periodic trace found at some "
-                                  "phase is not blamed on it (null for other fingerprints)")
+                                  "phase is not blamed on it, and its zero-shift test from detection.floor_cosine "
+                                  "up (null for other fingerprints)")
 
 
 class C2paActionOut(BaseModel):

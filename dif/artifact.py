@@ -7,7 +7,10 @@ Files:
   from the fingerprint's orientation with the theoretical N(0, 1) and no tail correction.
   Version 3 adds ``detection.lattice`` and ``detection.min_cosine`` (a lattice's shift search
   gated by the grid cosine, ``dif.detection.Detection.gated``): a build that reads only up to 2
-  would search such a lattice ungated, so it must refuse it; version 2 artifacts load ungated;
+  would search such a lattice ungated, so it must refuse it; version 2 artifacts load ungated.
+  ``detection.floor_cosine`` (the zero-shift test's floor, ``Detection.floored``) came later
+  within version 3 without a bump: a build that ignores it only tests such a lattice as before,
+  which still holds the stated rate, and a version 3 artifact without it loads unfloored;
 - ``fingerprint.png`` / ``spectrum.png``: for people, never read back.
 
 Only safetensors and JSON are ever parsed, so a hostile artifact cannot run code.

@@ -194,12 +194,13 @@ def p_values(statistic: torch.Tensor, sign: torch.Tensor, scale: torch.Tensor, s
     return torch.where(torch.isnan(p), torch.ones_like(p), p).clamp_(1e-300, 1.0)
 
 
-def gated(p_search: torch.Tensor, cosine: torch.Tensor, min_cosine: torch.Tensor) -> torch.Tensor:
-    """A lattice fingerprint's search p-values where the image's periodic pattern has the fingerprint's
-    shape (``cosine >= min_cosine``; ``dif.detection.Detection.gated``), 1 elsewhere. A gate of 0
-    lets everything through, a NaN cosine nothing where there is a gate."""
+def gated(p: torch.Tensor, cosine: torch.Tensor, min_cosine: torch.Tensor) -> torch.Tensor:
+    """A lattice fingerprint's p-values (its search's, or its zero-shift test's under the lower
+    floor) where the image's periodic pattern has the fingerprint's shape (``cosine >= min_cosine``;
+    ``dif.detection.Detection.gated`` and ``floored``), 1 elsewhere. A gate of 0 lets everything
+    through, a NaN cosine nothing where there is a gate."""
     shaped = (cosine.double() >= min_cosine.double()) | (min_cosine.double() <= 0.0)
-    return torch.where(shaped, p_search, torch.ones_like(p_search))
+    return torch.where(shaped, p, torch.ones_like(p))
 
 
 def backstopped(p_zero: torch.Tensor, p_search: torch.Tensor, backstop: torch.Tensor) -> torch.Tensor:

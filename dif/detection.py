@@ -30,6 +30,8 @@ class Detection:
     # search to count (0: no such gate); see ``gated``.
     lattice: int = 0
     min_cosine: float = 0.0
+    # The least grid cosine for a gated lattice's *zero-shift* test to count (0: no floor); see ``floored``.
+    floor_cosine: float = 0.0
 
     # The one home of "which statistic and which shift window a fingerprint is decided on":
     # the detector, the trainer and the evaluation all ask here.
@@ -61,10 +63,25 @@ class Detection:
         well as its strength: the cosine between the image's residual folded on the lattice and
         the fingerprint's cell, at the window's best shift, reaches what its own held-out fakes
         reach (``min_cosine``, chosen at training by inner cross-validation). A gate can only turn
-        a pass into a miss, so the null still holds. The zero-shift test is not gated: gating it
-        too was measured (docs/accuracy.md) to cost each lattice about a tenth of its clean fakes.
+        a pass into a miss, so the null still holds. The zero-shift test has a lower gate of its
+        own (``floored``): gating it at ``min_cosine`` too was measured (docs/accuracy.md) to cost
+        each lattice about a tenth of its clean fakes.
         """
         return self.backstop and self.lattice > 0 and self.min_cosine > 0.0
+
+    @property
+    def floored(self) -> bool:
+        """The zero-shift test counts only for images whose periodic pattern is shaped like the
+        fingerprint's better than most photos' are.
+
+        A photo that passes a lattice's zero-shift test does so by the sheer periodic energy that
+        resampling or re-compression left in it, of which a small part projects on the fingerprint:
+        its grid cosine is low. ``floor_cosine`` is what the null photos' cosines rarely reach
+        (their 95th percentile at training, never above ``min_cosine``), so a generator's own fakes,
+        whose cosines reach ``min_cosine``, keep their zero-shift test. Like the gate, it can only
+        turn a pass into a miss.
+        """
+        return self.gated and self.floor_cosine > 0.0
 
     @property
     def backstop_statistic(self) -> str:
@@ -104,7 +121,7 @@ class Detection:
     def to_dict(self) -> dict[str, Any]:
         return {"feature": self.feature, "max_shift": self.max_shift,
                 "max_crops": self.max_crops, "align": self.align, "backstop_window": self.backstop_window,
-                "lattice": self.lattice, "min_cosine": self.min_cosine}
+                "lattice": self.lattice, "min_cosine": self.min_cosine, "floor_cosine": self.floor_cosine}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Detection:
@@ -115,6 +132,11 @@ class Detection:
         if lattice < 0 or not 0.0 <= min_cosine <= 1.0:
             raise ArtifactError(f"detection.lattice must be >= 0 and detection.min_cosine within [0, 1], "
                                 f"not {lattice} and {min_cosine}")
+        floor_cosine = float(data.get("floor_cosine", 0.0))
+        if not 0.0 <= floor_cosine <= min_cosine and floor_cosine != 0.0:
+            raise ArtifactError(f"detection.floor_cosine must be 0 or within [0, min_cosine = {min_cosine}], "
+                                f"not {floor_cosine}")
         return cls(feature=feature, max_shift=int(data.get("max_shift", 0)),
                    max_crops=int(data.get("max_crops", 4)), align=int(data.get("align", 16)),
-                   backstop_window=int(data.get("backstop_window", 0)), lattice=lattice, min_cosine=min_cosine)
+                   backstop_window=int(data.get("backstop_window", 0)), lattice=lattice, min_cosine=min_cosine,
+                   floor_cosine=floor_cosine)

@@ -151,6 +151,8 @@ class Detector:
                                               dtype=torch.float64)
         self.min_cosine = torch.tensor([f.detection.min_cosine if f.detection.gated else 0.0 for f in fingerprints],
                                        dtype=torch.float64)
+        self.floor_cosine = torch.tensor([f.detection.floor_cosine if f.detection.floored else 0.0
+                                          for f in fingerprints], dtype=torch.float64)
 
     def prepare(self, image: torch.Tensor, max_crops: int | None = None) -> Prepared:
         crops, positions = grid_crops(image, self.crop_size, max_crops or self.max_crops, self.align)
@@ -233,7 +235,8 @@ class Detector:
             return p
         searched = p_values(s.pick(self.backstop_statistics), self.null_sign, self.backstop_scale,
                             self.backstop_searched)
-        return backstopped(p, gated(searched, s.grid_cosine, self.min_cosine), self.backstop)
+        return backstopped(gated(p, s.grid_cosine, self.floor_cosine), gated(searched, s.grid_cosine, self.min_cosine),
+                           self.backstop)
 
     def predict(self, batch: list[Prepared], points: Sequence[OperatingPoint] | OperatingPoint | None = None,
                 chunk: int | None = None) -> Prediction:

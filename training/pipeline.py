@@ -79,6 +79,7 @@ def null_scored(statistic: torch.Tensor, null: NullModel, detection: Detection,
         if detection.gated:
             assert cosine is not None, "a gated search needs the images' grid_cosine"
             search = gated(search, cosine, torch.full_like(search, detection.min_cosine))
+            p = gated(p, cosine, torch.full_like(p, detection.floor_cosine))
         p = backstopped(p, search, torch.ones_like(p, dtype=torch.bool))
     return Scored(p, statistic.double() * null.sign / null.scale)
 
@@ -137,6 +138,10 @@ def candidates(config: FitConfig) -> list[tuple[str, FitConfig]]:
 
 # Below this inner-CV TPR the first (plainest) candidate is kept: see fit_fingerprint.
 WEAK_INNER_TPR = 0.5
+# A lattice's zero-shift test counts only above this quantile of held-out photos' grid cosines
+# (``_floor``): the photos that passed it in the false-positive bench had cosines of 0.25-0.32, at or
+# below their collection's 95th percentile, while a generator's own fakes sit at 0.45 and up.
+FLOOR_QUANTILE = 0.95
 
 
 def group_null(groups: list[torch.Tensor]) -> NullModel:
@@ -182,18 +187,26 @@ def _statistic_with_copies(fingerprint: torch.Tensor, cache: ResidualCache, dete
             *_copies_statistic(fingerprint, cache, detection, name, device, images)]
 
 
-def _held_out_peaks(cache: ResidualCache, inner_fits: list[InnerFit], chosen: FitConfig,
-                    device: torch.device) -> list[torch.Tensor]:
-    """Per collection, the backstop statistic of every held-out real and its copies, each from a
-    fingerprint that did not see it (only for the chosen estimator: the window search costs an
-    inverse FFT each)."""
+def _held_out_search(cache: ResidualCache, inner_fits: list[InnerFit], chosen: FitConfig, device: torch.device
+                     ) -> dict[str, list[torch.Tensor]]:
+    """Per collection, the backstop statistic (and a lattice's grid cosine) of every held-out real and
+    its copies, each from a fingerprint that did not see it (only for the chosen estimator: the
+    window search costs an inverse FFT each)."""
     detection = chosen.detection
-    groups: list[list[torch.Tensor]] = [[] for _ in inner_fits[0][0]]
+    names = (detection.backstop_statistic, *(("grid_cosine",) if detection.lattice else ()))
+    groups: dict[str, list[list[torch.Tensor]]] = {name: [[] for _ in inner_fits[0][0]] for name in names}
     for collections, trained in inner_fits:
-        for group, held in zip(groups, collections, strict=True):
-            group += _statistic_with_copies(trained[chosen.train], cache, detection, detection.backstop_statistic,
-                                            device, held)
-    return [torch.cat(g) for g in groups if g]
+        for k, held in enumerate(collections):
+            if not held:
+                continue
+            parts = [image_statistics(trained[chosen.train], cache, detection, device, names, held)]
+            if cache.real_copies is not None and (which := cache.real_copies.of(held)):
+                parts.append(image_statistics(trained[chosen.train], cache.real_copies.cache, detection, device,
+                                              names, which))
+            for part in parts:
+                for name, column in zip(names, part, strict=True):
+                    groups[name][k].append(column)
+    return {name: [torch.cat(g) for g in by_collection if g] for name, by_collection in groups.items()}
 
 
 def fit_fingerprint(cache: ResidualCache, images: list[int], config: FitConfig, device: torch.device,
@@ -266,14 +279,29 @@ def fit_fingerprint(cache: ResidualCache, images: list[int], config: FitConfig, 
     detection = chosen.detection
     if detection.backstop:
         searched = detection.backstop_searched
+        held_out_search = _held_out_search(cache, inner_fits, chosen, device)
         scales = [fit_search_null(null, peaks, searched).search_scale
-                  for peaks in _held_out_peaks(cache, inner_fits, chosen, device)]
+                  for peaks in held_out_search[detection.backstop_statistic]]
         null = replace(null, search_scale=max(s for s in scales if s is not None))
-    if detection.backstop and detection.lattice:
-        detection = _gate(cache, images, inner_held, inner_fits, chosen, null, stats, device)
-        estimator["min_cosine"] = round(detection.min_cosine, 4)
+        if detection.lattice:
+            detection = _gate(cache, images, inner_held, inner_fits, chosen, null, stats, device)
+            estimator["min_cosine"] = round(detection.min_cosine, 4)
+            if detection.gated:
+                detection = _floor(detection, held_out_search["grid_cosine"])
+                estimator["floor_cosine"] = round(detection.floor_cosine, 4)
     return Fitted(fingerprint, fit(stats[labels == REAL], stats[labels == FAKE], f"inner-cv-{inner}"),
                   null, detection, estimator)
+
+
+def _floor(detection: Detection, photo_cosines: list[torch.Tensor]) -> Detection:
+    """The zero-shift test's floor (``Detection.floored``): the ``FLOOR_QUANTILE`` of the held-out
+    photos' grid cosines, in the collection where it is highest, never above the search's gate
+    (which the generator's own held-out fakes reach)."""
+    levels = [float(torch.quantile(c[torch.isfinite(c)].double(), FLOOR_QUANTILE))
+              for c in photo_cosines if bool(torch.isfinite(c).any())]
+    if not levels:
+        return detection
+    return replace(detection, floor_cosine=min(max(levels), detection.min_cosine))
 
 
 def _gate(cache: ResidualCache, images: list[int], inner_held: list[list[int]], inner_fits: list[InnerFit],

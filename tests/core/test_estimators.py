@@ -182,6 +182,7 @@ def test_a_lattice_catches_its_fakes_off_the_grid_and_not_another_generator_s(ph
     fp = train_artifact(train, "toy", FitConfig(estimator="lattice8/zbg"), create("signlap@1"), torch.device("cpu"),
                         progress=False)
     assert fp.detection.gated and 0.0 < fp.detection.min_cosine < 1.0, fp.detection
+    assert fp.detection.floored and 0.0 < fp.detection.floor_cosine <= fp.detection.min_cosine, fp.detection
     point = OperatingPoint(0.01)
 
     def caught(detection: Detection, images: list[torch.Tensor], move: tuple[int, int]) -> float:
@@ -195,8 +196,12 @@ def test_a_lattice_catches_its_fakes_off_the_grid_and_not_another_generator_s(ph
     # other moves, so this one shows what the search adds.
     assert caught(fp.detection, own, (2, 6)) >= 0.9
     assert caught(replace(fp.detection, backstop_window=0, min_cosine=0.0), own, (2, 6)) <= 0.5
-    # Ungated, the search takes the other toy's fakes; gated, it does not. (Moved to some other
-    # phases, e.g. 2, 6 px, they pass the ungated zero-shift test: docs/accuracy.md.)
-    assert caught(replace(fp.detection, min_cosine=0.0), theirs, (3, 5)) >= 0.5
+    # Ungated, the search takes the other toy's fakes; gated, it does not.
+    assert caught(replace(fp.detection, min_cosine=0.0, floor_cosine=0.0), theirs, (3, 5)) >= 0.5
     assert caught(fp.detection, theirs, (3, 5)) <= 0.1
+    # Moved to some other phases they match at zero shift, by strength and not by shape: without the
+    # floor the zero-shift test takes them, with it not, while this toy's own fakes keep it.
+    assert caught(replace(fp.detection, floor_cosine=0.0), theirs, (2, 6)) >= 0.5
+    assert caught(fp.detection, theirs, (2, 6)) <= 0.1
+    assert caught(replace(fp.detection, backstop_window=0), own, (0, 0)) >= 0.95
     assert caught(fp.detection, photos[28:], (2, 6)) <= 1 / len(photos[28:])

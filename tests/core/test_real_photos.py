@@ -103,6 +103,8 @@ def test_the_lattices_are_gated_and_find_their_fakes_cropped_off_the_grid(embedd
     lattices = [f for f in embedded.fingerprints if f.detection.lattice]
     assert {f.name for f in lattices} >= {"sd14", "mj"}, [f.name for f in lattices]
     assert all(f.detection.gated and f.detection.backstop_window * 2 >= f.detection.lattice for f in lattices)
+    # The zero-shift test's floor sits under the search's gate (photos' cosines, not the fakes').
+    assert all(f.detection.floored and f.detection.floor_cosine <= f.detection.min_cosine for f in lattices)
     image = decode_image(list_images(ltim / "sd14" / "1_fake")[0])
     verdict = embedded.predict([embedded.prepare(crop(1, 1)(image))], OperatingPoint()).images[0]
     assert verdict.fake and verdict.top in ("sd14", None) and "sd14" in verdict.candidates, verdict

@@ -97,6 +97,16 @@ def test_a_schema_2_artifact_loads_without_a_grid_cosine_gate(tmp_path: Path) ->
     assert fp.schema_version == 2 and fp.detection.lattice == 0 and not fp.detection.gated
 
 
+def test_a_lattice_without_a_floor_loads_with_its_zero_shift_test_unfloored(tmp_path: Path) -> None:
+    # floor_cosine came after schema 3's gate: an artifact without it keeps the zero-shift test as it was.
+    detection = {"feature": "zbg", "backstop_window": 4, "lattice": 8, "min_cosine": 0.4}
+    fp = load_fingerprint(old_artifact(tmp_path / "a", schema_version=3, null={"scale": 1.3}, detection=detection))
+    assert fp.detection.gated and not fp.detection.floored and fp.detection.floor_cosine == 0.0
+    with pytest.raises(ArtifactError, match="floor_cosine"):
+        load_fingerprint(old_artifact(tmp_path / "b", schema_version=3, null={"scale": 1.3},
+                                      detection={**detection, "floor_cosine": 0.5}))
+
+
 def test_a_newer_schema_is_refused_with_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match="re-export"):
         load_fingerprint(old_artifact(tmp_path, schema_version=SCHEMA_VERSION + 1, null={"scale": 1.0}))

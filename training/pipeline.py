@@ -169,22 +169,36 @@ def _deal(images: list[int], parts: int) -> list[list[int]]:
 InnerFit = tuple[list[list[int]], dict[TrainConfig, torch.Tensor]]  # held-out reals per collection, fits
 
 
+def _copies_statistics(fingerprint: torch.Tensor, cache: ResidualCache, detection: Detection,
+                       names: tuple[str, ...], device: torch.device, images: list[int]) -> list[list[torch.Tensor]]:
+    """Per name, the statistic of the upscaled, re-saved and cropped copies of ``images`` (reals
+    have copies, fakes none): ``[[column]]`` or ``[[]]`` per name."""
+    if cache.real_copies is None or not (which := cache.real_copies.of(images)):
+        return [[] for _ in names]
+    return [[c] for c in image_statistics(fingerprint, cache.real_copies.cache, detection, device, names, which)]
+
+
 def _copies_statistic(fingerprint: torch.Tensor, cache: ResidualCache, detection: Detection, name: str,
                       device: torch.device, images: list[int]) -> list[torch.Tensor]:
-    """Statistic ``name`` of the upscaled, re-saved and cropped copies of ``images`` (reals have copies,
-    fakes none)."""
-    if cache.real_copies is None or not (which := cache.real_copies.of(images)):
-        return []
-    return image_statistics(fingerprint, cache.real_copies.cache, detection, device, (name,), which)
+    """Statistic ``name`` of the copies of ``images``."""
+    return _copies_statistics(fingerprint, cache, detection, (name,), device, images)[0]
+
+
+def _statistics_with_copies(fingerprint: torch.Tensor, cache: ResidualCache, detection: Detection,
+                            names: tuple[str, ...], device: torch.device, images: list[int]
+                            ) -> list[list[torch.Tensor]]:
+    """Per name, the statistic of ``images`` and of their copies (one window search for all names)."""
+    if not images:
+        return [[] for _ in names]
+    own = image_statistics(fingerprint, cache, detection, device, names, images)
+    copies = _copies_statistics(fingerprint, cache, detection, names, device, images)
+    return [[column, *more] for column, more in zip(own, copies, strict=True)]
 
 
 def _statistic_with_copies(fingerprint: torch.Tensor, cache: ResidualCache, detection: Detection, name: str,
                            device: torch.device, images: list[int]) -> list[torch.Tensor]:
     """Statistic ``name`` of ``images`` and of their copies."""
-    if not images:
-        return []
-    return [*image_statistics(fingerprint, cache, detection, device, (name,), images),
-            *_copies_statistic(fingerprint, cache, detection, name, device, images)]
+    return _statistics_with_copies(fingerprint, cache, detection, (name,), device, images)[0]
 
 
 def _held_out_search(cache: ResidualCache, inner_fits: list[InnerFit], chosen: FitConfig, device: torch.device
@@ -197,15 +211,9 @@ def _held_out_search(cache: ResidualCache, inner_fits: list[InnerFit], chosen: F
     groups: dict[str, list[list[torch.Tensor]]] = {name: [[] for _ in inner_fits[0][0]] for name in names}
     for collections, trained in inner_fits:
         for k, held in enumerate(collections):
-            if not held:
-                continue
-            parts = [image_statistics(trained[chosen.train], cache, detection, device, names, held)]
-            if cache.real_copies is not None and (which := cache.real_copies.of(held)):
-                parts.append(image_statistics(trained[chosen.train], cache.real_copies.cache, detection, device,
-                                              names, which))
-            for part in parts:
-                for name, column in zip(names, part, strict=True):
-                    groups[name][k].append(column)
+            columns = _statistics_with_copies(trained[chosen.train], cache, detection, names, device, held)
+            for name, found in zip(names, columns, strict=True):
+                groups[name][k] += found
     return {name: [torch.cat(g) for g in by_collection if g] for name, by_collection in groups.items()}
 
 

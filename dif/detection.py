@@ -133,8 +133,8 @@ class Detection:
             raise ArtifactError(f"detection.lattice must be >= 0 and detection.min_cosine within [0, 1], "
                                 f"not {lattice} and {min_cosine}")
         floor_cosine = float(data.get("floor_cosine", 0.0))
-        if not 0.0 <= floor_cosine <= min_cosine and floor_cosine != 0.0:
-            raise ArtifactError(f"detection.floor_cosine must be 0 or within [0, min_cosine = {min_cosine}], "
+        if not 0.0 <= floor_cosine <= min_cosine:  # min_cosine >= 0 here, so 0 (no floor) always passes
+            raise ArtifactError(f"detection.floor_cosine must be within [0, min_cosine = {min_cosine}], "
                                 f"not {floor_cosine}")
         return cls(feature=feature, max_shift=int(data.get("max_shift", 0)),
                    max_crops=int(data.get("max_crops", 4)), align=int(data.get("align", 16)),
